@@ -1,0 +1,53 @@
+"""Secret backends: each module fetches one kind of ref and returns a `Secret`.
+
+`fetch(ref, sources)` dispatches on `ref.backend`; `Sources` carries what the backends need
+(the Vault token store, whether to drop privileges for exe).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SourceError
+from ..refs import SecretRef
+from ..secret import Secret
+
+if TYPE_CHECKING:
+    from ..vault.auth import TokenStore
+
+
+@dataclass(slots=True)
+class Sources:
+    vault: TokenStore | None = None  # created only when a vault ref exists
+    exe_timeout: float = 30.0
+
+
+def fetch(ref: SecretRef, sources: Sources) -> Secret:
+    if ref.backend == "vault":
+        from . import vault
+
+        return vault.fetch(ref, sources)
+    if ref.backend == "env":
+        from . import env
+
+        return env.fetch(ref)
+    if ref.backend == "file":
+        from . import file
+
+        return file.fetch(ref)
+    from . import exe
+
+    return exe.fetch(ref, sources)
+
+
+def decode(ref: SecretRef, text: str) -> Any:
+    """Apply the ref's format: `str` keeps the text, `js` parses it as JSON."""
+    if ref.fmt == "str":
+        return text
+    try:
+        return json.loads(text)
+    except ValueError as e:  # the message carries a position, never the content
+        raise SourceError(f"{ref}: not valid JSON (line {e.lineno} column {e.colno})"
+                          if hasattr(e, "lineno") else f"{ref}: not valid JSON") from None

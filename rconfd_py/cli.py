@@ -1,0 +1,147 @@
+"""Command line: argument parsing only, then hand over to the engine, check, demo or image.
+
+    rconfd-py [-d DIR] [-u URL] [-l LOGIN_PATH] [-j JPATH] [-c CACERT] [-T TOKEN]
+              [-t TOKEN_PATH] [-v] [-r READY_FD] [-D] [--poll S] [--revoke-on-exit] [--engine E]
+    rconfd-py check [-d DIR] [-j JPATH] [--engine E]
+    rconfd-py demo [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .errors import EXIT_INTERNAL, EXIT_OK, RconfdError
+
+log = logging.getLogger("rconfd_py")
+
+DESCRIPTION = """\
+Render config files from jsonnet templates and secrets (Vault/OpenBao, env, file, exe),
+write them atomically, tell s6 when they exist and, with -D, keep them valid as leases expire.
+Compatible with rconfd's command line and config format."""
+
+EPILOG = """\
+subcommands:
+  rconfd-py check [-d DIR] [-j JPATH]   validate the config dir offline (no network)
+  rconfd-py demo                        render the examples against a throwaway OpenBao
+
+Every option also reads RCONFD_<LONG_NAME> from the environment (RCONFD_DIR, RCONFD_URL,
+RCONFD_TOKEN_PATH, ...); options win. VAULT_NAMESPACE sends X-Vault-Namespace.
+
+exit codes: 0 ok, 1 internal error, 2 usage or config error, 3 template error,
+            4 Vault or login error, 5 env/file/exe secret error, 6 cannot write a file"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--dir", metavar="DIR",
+                   help="directory of *.json config files, read in lexicographic order "
+                        "(/etc/rconfd)")
+    p.add_argument("-j", "--jpath", metavar="JPATH",
+                   help="comma-separated list of jsonnet library directories")
+    p.add_argument("--engine", choices=("rjsonnet", "jsonnet"),
+                   help="jsonnet engine (rjsonnet; 'jsonnet' is the official binding)")
+    p.add_argument("-v", "--verbose", action="store_true", default=None,
+                   help="debug logging (secret values are never logged)")
+
+
+def main_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rconfd-py", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("-u", "--url", metavar="URL",
+                   help="Vault address, with or without /v1 ($VAULT_URL, else $VAULT_ADDR, "
+                        "else https://localhost:8200)")
+    p.add_argument("-l", "--login-path", metavar="LOGIN_PATH",
+                   help="login path (/auth/kubernetes/login; /auth/jwt/login for GitLab CI)")
+    p.add_argument("-c", "--cacert", metavar="CACERT",
+                   help="CA bundle for Vault TLS, used if the file exists "
+                        "(/var/run/secrets/kubernetes.io/serviceaccount/ca.crt)")
+    p.add_argument("-T", "--token", metavar="TOKEN",
+                   help="JWT taken from the env var of that name, or the string itself if no "
+                        "such variable (wins over -t)")
+    p.add_argument("-t", "--token-path", metavar="TOKEN_PATH",
+                   help="JWT file, re-read at every login "
+                        "(/var/run/secrets/kubernetes.io/serviceaccount/token)")
+    p.add_argument("-r", "--ready-fd", metavar="READY_FD", type=int,
+                   help="write one newline to this fd once every file is written, then close it")
+    p.add_argument("-D", "--daemon", action="store_true", default=None,
+                   help="stay in the foreground and keep the files valid as leases expire")
+    p.add_argument("--poll", metavar="SECONDS", type=float,
+                   help="daemon: re-read static secrets (kv, env, file, exe) this often and "
+                        "re-render on change (off)")
+    p.add_argument("--revoke-on-exit", action="store_true", default=None,
+                   help="daemon: revoke the leases and tokens this process created when it "
+                        "stops")
+    p.add_argument("--version", action="version", version=f"rconfd-py {__version__}")
+    return p
+
+
+def check_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rconfd-py check",
+        description="Validate the config dir offline: JSON schema, secret-path grammar, "
+                    "${VAR}s, templates exist and parse, hook and exe commands are absolute "
+                    "and executable. No network.")
+    _common(p)
+    return p
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rconfd-py demo",
+        description="Start a throwaway OpenBao dev server, seed it (kv v2, pki, transit, JWT "
+                    "auth), render the examples of templates/ with rconfd-py, print the files, "
+                    "stop the server. Needs the 'demo' extra.")
+    p.add_argument("--templates", metavar="DIR",
+                   help="the templates/ directory of a source checkout (found automatically)")
+    p.add_argument("--out", metavar="DIR", help="where to render (a temporary directory)")
+    p.add_argument("-v", "--verbose", action="store_true", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in ("check", "demo") else None
+    parser = {"check": check_parser, "demo": demo_parser}.get(command, main_parser)()
+    args = parser.parse_args(argv[1:] if command else argv)
+    flags = {k: v for k, v in vars(args).items() if k not in ("templates", "out")}
+
+    from . import logs
+    from .settings import Settings
+
+    try:
+        settings = Settings.build(flags)
+    except RconfdError as e:
+        logs.setup(False)
+        log.error("%s", e)
+        return e.exit_code
+    logs.setup(settings.verbose)
+    try:
+        if command == "check":
+            from .check import check
+
+            return check(settings)
+        if command == "demo":
+            from .demo import demo
+
+            return demo(templates=args.templates, out=args.out, verbose=settings.verbose)
+        from .engine import run
+
+        return run(settings)
+    except RconfdError as e:
+        log.error("%s", e)
+        log.debug("details", exc_info=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as e:  # a bug: one line, the traceback only at -v
+        log.error("internal error: %s: %s", type(e).__name__, e)
+        log.debug("traceback", exc_info=True)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,234 @@
+"""Loading and validating the config dir: `*.json` files mapping templates to their settings.
+
+    { "TEMPLATE.jsonnet": { "dir": "...", "mode": "0640", "user": "name",
+                            "secrets": { "backend:args:path": "var" },
+                            "hooks": { "ready": "/abs/cmd args", "modified": "/abs/cmd args" },
+                            "reload": ["/run/service/x"], "reload_signal": "hup" } }
+
+Everything is validated here, once, so later stages never meet a malformed config. Errors name
+the file and the key at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .refs import RefError, SecretRef, parse_ref
+from .subst import UndefinedVariable, substitute
+
+DEFAULT_MODE = 0o640
+TEMPLATE_KEYS = {"dir", "mode", "user", "secrets", "hooks", "reload", "reload_signal"}
+HOOK_KINDS = ("ready", "modified")
+# s6-svc command letters by name (the s6 control fifo protocol).
+RELOAD_SIGNALS = {"hup": "h", "usr1": "1", "usr2": "2", "term": "t", "restart": "r", "int": "i",
+                  "quit": "q", "alrm": "a"}
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateConf:
+    """One template and what to do with its output."""
+
+    name: str  # the key as written in the config file
+    source: Path  # the config file that declared it
+    template: Path  # absolute path of the jsonnet file
+    dir: Path  # base of relative output paths
+    mode: int
+    user: str | None
+    secrets: tuple[tuple[SecretRef, str], ...]  # (ref, variable name)
+    hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # kind -> argv
+    reload: tuple[str, ...] = ()  # s6 service dirs to signal when files change
+    reload_signal: str = "hup"
+
+    @property
+    def refs(self) -> tuple[SecretRef, ...]:
+        return tuple(ref for ref, _ in self.secrets)
+
+    @property
+    def label(self) -> str:
+        return f"{self.source.name}:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    dir: Path
+    templates: tuple[TemplateConf, ...]
+
+    def refs(self) -> dict[SecretRef, list[TemplateConf]]:
+        """Every distinct secret, with the templates that use it (in config order)."""
+        users: dict[SecretRef, list[TemplateConf]] = {}
+        for t in self.templates:
+            for ref in t.refs:
+                users.setdefault(ref, []).append(t)
+        return users
+
+
+def config_files(directory: Path) -> list[Path]:
+    """The `*.json` regular files of the config dir, in lexicographic order."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except FileNotFoundError:
+        raise ConfigError(f"config dir {directory} does not exist") from None
+    except NotADirectoryError:
+        raise ConfigError(f"config dir {directory} is not a directory") from None
+    except OSError as e:
+        raise ConfigError(f"config dir {directory}: {e.strerror}") from None
+    return [Path(e.path) for e in entries if e.name.endswith(".json") and e.is_file()]
+
+
+def load_config(directory: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate every config file of `directory`."""
+    directory = Path(directory).absolute()
+    env = os.environ if env is None else env
+    templates: list[TemplateConf] = []
+    seen: dict[Path, TemplateConf] = {}
+    for path in config_files(directory):
+        for conf in load_file(path, directory, env):
+            if conf.template in seen:
+                other = seen[conf.template]
+                raise ConfigError(f"{path}: template {conf.name!r} is already declared in "
+                                  f"{other.source}")
+            seen[conf.template] = conf
+            templates.append(conf)
+    return Config(dir=directory, templates=tuple(templates))
+
+
+def load_file(path: Path, config_dir: Path, env: Mapping[str, str]) -> list[TemplateConf]:
+    try:
+        raw = json.loads(path.read_bytes())
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: invalid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object mapping templates to settings")
+    return [_template(path, config_dir, name, body, env) for name, body in raw.items()]
+
+
+def _template(path: Path, config_dir: Path, name: str, body: object,
+              env: Mapping[str, str]) -> TemplateConf:
+    where = f"{path}: {name!r}"
+
+    def fail(key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{where}.{key}: {msg}" if key else f"{where}: {msg}")
+
+    if not name:
+        raise fail("", "empty template path")
+    if not isinstance(body, dict):
+        raise fail("", "expected an object with dir, mode, user, secrets, hooks")
+    unknown = sorted(set(body) - TEMPLATE_KEYS)
+    if unknown:
+        raise fail(unknown[0], f"unknown key (allowed: {', '.join(sorted(TEMPLATE_KEYS))})")
+
+    def string(key: str, default: str | None) -> str | None:
+        val = body.get(key, default)
+        if val is not None and not isinstance(val, str):
+            raise fail(key, "expected a string")
+        return val
+
+    def subst(key: str, text: str) -> str:
+        try:
+            return substitute(text, env)
+        except UndefinedVariable as e:
+            raise fail(key, f"undefined variable ${{{e.args[0]}}}") from None
+
+    template = Path(name) if name.startswith("/") else config_dir / name
+    out_dir = subst("dir", string("dir", "") or "")
+    out = Path(out_dir) if out_dir.startswith("/") else config_dir / out_dir
+
+    mode_text = string("mode", None)
+    mode = DEFAULT_MODE
+    if mode_text is not None:
+        try:
+            mode = int(mode_text, 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o7777:
+            raise fail("mode", f"bad mode {mode_text!r} (expected an octal string like \"0640\")")
+
+    user = string("user", None) or None
+    if user is not None:
+        import pwd
+
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise fail("user", f"no such user {user!r}") from None
+
+    secrets_raw = body.get("secrets", {})
+    if not isinstance(secrets_raw, dict):
+        raise fail("secrets", "expected an object mapping secret paths to variable names")
+    secrets: list[tuple[SecretRef, str]] = []
+    names: set[str] = set()
+    for key, var in secrets_raw.items():
+        if not isinstance(var, str) or not var:
+            raise fail(f"secrets[{key!r}]", "the variable name must be a non-empty string")
+        if var in names:
+            raise fail(f"secrets[{key!r}]", f"variable name {var!r} is used twice")
+        names.add(var)
+        try:
+            ref = parse_ref(subst(f"secrets[{key!r}]", key))
+        except RefError as e:
+            raise fail(f"secrets[{key!r}]", str(e)) from None
+        if ref.backend == "file" and not ref.path.startswith("/"):
+            ref = _with_path(ref, str(config_dir / ref.path))
+        secrets.append((ref, var))
+
+    hooks_raw = body.get("hooks", {})
+    if hooks_raw is None:
+        hooks_raw = {}
+    if not isinstance(hooks_raw, dict):
+        raise fail("hooks", "expected an object with ready and/or modified")
+    hooks: dict[str, tuple[str, ...]] = {}
+    for kind, cmd in hooks_raw.items():
+        if kind not in HOOK_KINDS:
+            raise fail(f"hooks.{kind}", f"unknown hook (allowed: {', '.join(HOOK_KINDS)})")
+        if cmd is None or cmd == "":
+            continue
+        hooks[kind] = _command(cmd, lambda msg, k=kind: fail(f"hooks.{k}", msg))
+
+    reload_raw = body.get("reload", [])
+    if isinstance(reload_raw, str):
+        reload_raw = [reload_raw]
+    if not isinstance(reload_raw, list) or not all(isinstance(d, str) for d in reload_raw):
+        raise fail("reload", "expected a list of s6 service directories")
+    reload = tuple(subst("reload", d) for d in reload_raw)
+    for d in reload:
+        if not d.startswith("/"):
+            raise fail("reload", f"service directory {d!r} must be absolute")
+    signal = (string("reload_signal", "hup") or "hup").lower()
+    if signal not in RELOAD_SIGNALS:
+        raise fail("reload_signal", f"unknown signal {signal!r} "
+                   f"(allowed: {', '.join(RELOAD_SIGNALS)})")
+
+    return TemplateConf(
+        name=name, source=path, template=template, dir=out, mode=mode, user=user,
+        secrets=tuple(secrets), hooks=hooks, reload=reload, reload_signal=signal,
+    )
+
+
+def _command(cmd: object, fail) -> tuple[str, ...]:
+    """A hook command: a string split like a shell would, or a list of arguments."""
+    if isinstance(cmd, str):
+        try:
+            argv = shlex.split(cmd)
+        except ValueError as e:
+            raise fail(f"cannot split command: {e}") from None
+    elif isinstance(cmd, list) and all(isinstance(a, str) for a in cmd):
+        argv = list(cmd)
+    else:
+        raise fail("expected a command string or a list of arguments")
+    if not argv or not argv[0].startswith("/"):
+        raise fail("the command must be an absolute path")
+    return tuple(argv)
+
+
+def _with_path(ref: SecretRef, path: str) -> SecretRef:
+    from dataclasses import replace
+
+    return replace(ref, path=path)

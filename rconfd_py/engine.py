@@ -1,0 +1,186 @@
+"""Orchestration of one pass: config -> secret refs -> fetch -> render -> write -> notify.
+
+`Engine` holds the pieces a pass needs (and that daemon mode keeps between passes: tokens,
+fetched secrets, checksums of written files). `run_once` is rconfd without `-D`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import notify
+from .backends import Sources, fetch
+from .config import RELOAD_SIGNALS, Config, TemplateConf, load_config
+from .errors import RconfdError
+from .logs import redactor
+from .output import WriteResult, Writer, output_path, resolve_owner
+from .refs import SecretRef
+from .render import render
+from .secret import Secret
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_WORKERS = 8
+
+
+class Engine:
+    def __init__(self, settings: Settings, config: Config | None = None):
+        self.settings = settings
+        self.config = config if config is not None else load_config(settings.dir)
+        self.sources = Sources()
+        self.secrets: dict[SecretRef, Secret] = {}
+        self.writer = Writer()
+        self.readiness = notify.Readiness(settings.ready_fd)
+        self._client = None
+
+    # -- fetch ---------------------------------------------------------------------------
+    @property
+    def tokens(self):
+        """The Vault token store, created on first need (no Vault refs: no client at all)."""
+        if self.sources.vault is None:
+            from .vault.auth import TokenStore, jwt_source
+            from .vault.client import VaultClient
+
+            s = self.settings
+            self._client = VaultClient(s.url, cacert=s.cacert, namespace=s.namespace,
+                                       timeout=s.timeout)
+            read_jwt = jwt_source(s.token, s.token_path)
+
+            def jwt() -> str:
+                value = read_jwt()
+                redactor.add(value)
+                return value
+
+            self.sources.vault = TokenStore(self._client, s.login_path, jwt)
+        return self.sources.vault
+
+    def fetch(self, refs: Iterable[SecretRef]) -> dict[SecretRef, Secret]:
+        """Fetch each ref once, concurrently; store and return them. On failure, log every
+        error and raise the first (nothing is stored from a failed batch)."""
+        refs = list(dict.fromkeys(refs))
+        if not refs:
+            return {}
+        roles = sorted({r.role for r in refs if r.backend == "vault"})
+        for role in roles:  # one login per role, before the concurrent reads share it
+            tok = self.tokens.get(role)
+            redactor.add(tok.client_token)
+        results: dict[SecretRef, Secret] = {}
+        errors: list[RconfdError] = []
+        if len(refs) == 1:
+            outcomes = [_attempt(refs[0], self.sources)]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(refs))) as pool:
+                outcomes = list(pool.map(lambda r: _attempt(r, self.sources), refs))
+        for ref, outcome in zip(refs, outcomes):
+            if isinstance(outcome, RconfdError):
+                errors.append(outcome)
+            else:
+                redactor.add(outcome.value)
+                results[ref] = outcome
+        if errors:
+            for e in errors[1:]:
+                log.error("%s", e)
+            raise errors[0]
+        self.secrets.update(results)
+        for ref, secret in results.items():
+            log.debug("fetched %s%s", ref, _lease_text(secret))
+        return results
+
+    # -- render and write ----------------------------------------------------------------
+    def render(self, t: TemplateConf) -> dict[Path, bytes]:
+        """Evaluate one template with its secrets (re-running `exe dynamic` ones)."""
+        dynamic = [r for r in t.refs if r.dynamic]
+        if dynamic:
+            self.fetch(dynamic)
+        values = {var: self.secrets[ref].value for ref, var in t.secrets}
+        files = render(t.template, values, self.settings.jpath, self.settings.engine)
+        return {output_path(t.dir, name): data for name, data in files.items()}
+
+    def write(self, t: TemplateConf, files: dict[Path, bytes]) -> WriteResult:
+        result = self.writer.write(files, t.mode, resolve_owner(t.user))
+        for path in result.changed:
+            log.info("%s: wrote %s", t.label, path)
+        return result
+
+    def announce(self, t: TemplateConf, result: WriteResult, first: bool) -> None:
+        """After a write that changed files: `modified` hook and s6 reload signals.
+
+        On the first pass only files that existed before count (rconfd's rule: a restarted
+        rconfd-py must still tell running services that their config changed)."""
+        if not (result.replaced if first else result.changed):
+            return
+        if "modified" in t.hooks:
+            notify.run_hook("modified", t.label, t.hooks["modified"])
+        for service in t.reload:
+            notify.s6_control(service, RELOAD_SIGNALS[t.reload_signal])
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def _attempt(ref: SecretRef, sources: Sources) -> Secret | RconfdError:
+    try:
+        return fetch(ref, sources)
+    except RconfdError as e:
+        return e
+
+
+def _lease_text(secret: Secret) -> str:
+    if secret.lease is not None:
+        return (f" (lease {secret.lease.duration:g}s, "
+                f"{'renewable' if secret.lease.renewable else 'not renewable'})")
+    if secret.expires_at is not None:
+        return f" (expires at {secret.expires_at:.0f})"
+    return ""
+
+
+def first_pass(engine: Engine) -> None:
+    """Fetch everything, render every template, and only then write: in one-shot mode a single
+    failure leaves every file on disk as it was. Then readiness, then hooks."""
+    config = engine.config
+    static = [r for r in config.refs() if not r.dynamic]
+    engine.fetch(static)
+    rendered: list[tuple[TemplateConf, dict[Path, bytes]]] = []
+    errors: list[RconfdError] = []
+    for t in config.templates:
+        try:
+            rendered.append((t, engine.render(t)))
+        except RconfdError as e:
+            errors.append(e)
+    if errors:
+        for e in errors[1:]:
+            log.error("%s", e)
+        raise errors[0]
+    results = [(t, engine.write(t, files)) for t, files in rendered]
+    if not config.templates:
+        log.warning("no template in %s: nothing to render", config.dir)
+    engine.readiness.signal()
+    for t, result in results:
+        engine.announce(t, result, first=True)
+    for t in config.templates:
+        if "ready" in t.hooks:
+            notify.run_hook("ready", t.label, t.hooks["ready"])
+    log.info("rendered %d template(s), %d file(s) changed", len(results),
+             sum(len(r.changed) for _, r in results))
+
+
+def run(settings: Settings) -> int:
+    engine = Engine(settings)
+    try:
+        first_pass(engine)
+        if not settings.daemon:
+            return 0
+        leased = any(s.leased for s in engine.secrets.values())
+        if not leased and settings.poll is None:
+            log.info("Exiting daemon mode: no leased secrets used")
+            return 0
+        from .daemon import Daemon
+
+        return Daemon(engine).run()
+    finally:
+        engine.close()

@@ -1,0 +1,51 @@
+"""Error classes, one per failure family, each with its documented exit code.
+
+Every error rconfd-py expects carries a one-line message naming what is at fault (file, key,
+secret path). `cli.main` prints that line and exits with the class's code; tracebacks are shown
+only with -v, and only for unexpected errors.
+"""
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug: unexpected exception
+EXIT_CONFIG = 2  # usage or config error (bad flag, bad JSON, unknown key, undefined ${VAR}, ...)
+EXIT_TEMPLATE = 3  # jsonnet evaluation failed, or its result is not a map of files
+EXIT_VAULT = 4  # Vault unreachable, login refused, secret read refused
+EXIT_SOURCE = 5  # env/file/exe backend could not produce a value
+EXIT_IO = 6  # output file could not be written
+
+
+class RconfdError(Exception):
+    """Base class: an expected failure with a one-line message."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class ConfigError(RconfdError):
+    exit_code = EXIT_CONFIG
+
+
+class TemplateError(RconfdError):
+    exit_code = EXIT_TEMPLATE
+
+
+class VaultError(RconfdError):
+    """A Vault request failed. `status` is the HTTP status (0: no answer)."""
+
+    exit_code = EXIT_VAULT
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """True when retrying may help: no answer, 5xx, or 429."""
+        return self.status == 0 or self.status >= 500 or self.status == 429
+
+
+class SourceError(RconfdError):
+    exit_code = EXIT_SOURCE
+
+
+class OutputError(RconfdError):
+    exit_code = EXIT_IO

@@ -1,0 +1,111 @@
+"""Secret paths `backend:args:path`, parsed into immutable references.
+
+    vault:ROLE[,GET|PUT|POST|LIST][,key=val]*:PATH
+    env:str|js:NAME
+    file:str|js:PATH
+    exe:str|js[,static|dynamic]:/ABS/CMD ARGS
+
+A ref is hashable and compares by what it fetches, so the engine fetches each distinct secret
+once however many templates name it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+BACKENDS = ("vault", "env", "file", "exe")
+METHODS = ("GET", "PUT", "POST", "LIST")
+FORMATS = ("str", "js")
+
+
+class RefError(ValueError):
+    """The secret path does not follow the grammar; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """One secret to fetch. `text` is the path as written (after ${VAR} substitution)."""
+
+    text: str
+    backend: str
+    path: str
+    role: str = ""  # vault: auth role whose token reads the secret
+    method: str = "GET"  # vault: HTTP method
+    kwargs: tuple[tuple[str, str], ...] = ()  # vault: request parameters
+    fmt: str = "str"  # env/file/exe: "str" keeps text, "js" parses JSON
+    dynamic: bool = False  # exe: re-run at every render
+
+    @property
+    def argv(self) -> list[str]:
+        """exe: the command line split like a shell would (never run through a shell)."""
+        return shlex.split(self.path)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_ref(text: str) -> SecretRef:
+    """Parse one secret path; raise RefError with a precise reason."""
+    parts = text.split(":", 2)
+    if len(parts) != 3:
+        raise RefError("expected backend:args:path")
+    backend, args_text, path = parts
+    if backend not in BACKENDS:
+        raise RefError(f"unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
+    if not path:
+        raise RefError("empty path")
+    args = args_text.split(",")
+    if backend == "vault":
+        return _parse_vault(text, args, path)
+    fmt = args[0]
+    if fmt not in FORMATS:
+        raise RefError(f"{backend}: expected 'str' or 'js' as first argument, found {fmt!r}")
+    dynamic = False
+    if backend == "exe":
+        if len(args) > 2:
+            raise RefError("exe: too many arguments (expected str|js[,static|dynamic])")
+        if len(args) == 2:
+            if args[1] not in ("static", "dynamic"):
+                raise RefError(f"exe: expected 'static' or 'dynamic', found {args[1]!r}")
+            dynamic = args[1] == "dynamic"
+        try:
+            argv = shlex.split(path)
+        except ValueError as e:
+            raise RefError(f"exe: cannot split command: {e}") from None
+        if not argv or not argv[0].startswith("/"):
+            raise RefError("exe: the command must be an absolute path")
+    elif len(args) > 1:
+        raise RefError(f"{backend}: too many arguments (expected str|js)")
+    return SecretRef(text=text, backend=backend, path=path, fmt=fmt, dynamic=dynamic)
+
+
+def _parse_vault(text: str, args: list[str], path: str) -> SecretRef:
+    role = args[0]
+    if not role:
+        raise RefError("vault: missing role (vault:ROLE[,METHOD][,key=val]*:PATH)")
+    method = ""
+    kwargs: list[tuple[str, str]] = []
+    for arg in args[1:]:
+        if "=" in arg:
+            key, _, val = arg.partition("=")
+            if not key:
+                raise RefError(f"vault: empty key in {arg!r}")
+            kwargs.append((key, val))
+        elif arg.upper() in METHODS:
+            if method:
+                raise RefError(f"vault: two methods ({method}, {arg.upper()})")
+            if kwargs:
+                raise RefError("vault: the method must come before key=val arguments")
+            method = arg.upper()
+        else:
+            raise RefError(f"vault: {arg!r} is neither a method ({'|'.join(METHODS)}) nor key=val")
+    path = path.strip("/")
+    if path.startswith("v1/"):
+        path = path[3:]
+    if not path:
+        raise RefError("vault: empty path")
+    return SecretRef(
+        text=text, backend="vault", path=path, role=role, method=method or "GET",
+        kwargs=tuple(kwargs),
+    )

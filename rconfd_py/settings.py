@@ -1,0 +1,88 @@
+"""Settings: command-line flags, then `RCONFD_<LONG_NAME>` environment variables, then defaults.
+
+Flags win over the environment. Kept to the standard library: pydantic-settings costs ~250 ms and
+~25 MB at start-up, more than the rest of rconfd-py together (see README, "Dependencies").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from .errors import ConfigError
+
+K8S_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    dir: str = "/etc/rconfd"
+    url: str = "https://localhost:8200"
+    login_path: str = "/auth/kubernetes/login"
+    jpath: tuple[str, ...] = ()
+    cacert: str = f"{K8S_DIR}/ca.crt"
+    token: str | None = None
+    token_path: str = f"{K8S_DIR}/token"
+    verbose: bool = False
+    ready_fd: int | None = None
+    daemon: bool = False
+    engine: str = "rjsonnet"
+    namespace: str | None = None
+    poll: float | None = None
+    revoke_on_exit: bool = False
+    timeout: float = 10.0
+
+    @classmethod
+    def build(cls, flags: Mapping[str, object], env: Mapping[str, str] | None = None
+              ) -> Settings:
+        """`flags`: values given on the command line (None or absent: not given)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            given = flags.get(f.name)
+            if given is not None and given is not False:
+                values[f.name] = given
+                continue
+            name = "RCONFD_" + f.name.upper()
+            if name in env:
+                values[f.name] = _parse(name, env[name], f.default)
+        if "url" not in values:
+            addr = env.get("VAULT_URL") or env.get("VAULT_ADDR")
+            if addr:
+                values["url"] = addr
+        if "namespace" not in values and env.get("VAULT_NAMESPACE"):
+            values["namespace"] = env["VAULT_NAMESPACE"]
+        if isinstance(values.get("jpath"), str):
+            values["jpath"] = split_jpath(values["jpath"])  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.poll is not None and settings.poll <= 0:
+            raise ConfigError("--poll must be a positive number of seconds")
+        return settings
+
+
+def split_jpath(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _parse(name: str, text: str, default: object) -> object:
+    if isinstance(default, bool):
+        low = text.strip().lower()
+        if low in TRUE:
+            return True
+        if low in FALSE:
+            return False
+        raise ConfigError(f"{name}={text!r}: expected a boolean (1/0, true/false)")
+    if name in ("RCONFD_READY_FD",):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{name}={text!r}: expected a file descriptor number") from None
+    if name in ("RCONFD_POLL", "RCONFD_TIMEOUT"):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{name}={text!r}: expected a number of seconds") from None
+    return text

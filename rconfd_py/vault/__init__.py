@@ -1,0 +1,1 @@
+"""Talking to Vault/OpenBao: the HTTP client, login, and lease arithmetic."""

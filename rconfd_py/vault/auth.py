@@ -1,0 +1,107 @@
+"""Login with a JWT (Kubernetes or JWT auth), one token per role, shared by every secret."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import ConfigError, VaultError
+from .client import VaultClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    role: str
+    client_token: str
+    accessor: str
+    ttl: float  # seconds granted at issue (0: never expires)
+    renewable: bool
+    issued_at: float  # unix time
+
+    @property
+    def expires_at(self) -> float | None:
+        return self.issued_at + self.ttl if self.ttl else None
+
+    def __repr__(self) -> str:  # never show the token itself
+        return f"Token(role={self.role!r}, accessor={self.accessor!r}, ttl={self.ttl})"
+
+
+def jwt_source(token: str | None, token_path: str) -> Callable[[], str]:
+    """How to get the JWT at each login.
+
+    `-T NAME`: the env var NAME if set, else NAME itself (rconfd's rule). Otherwise the file at
+    `token_path`, re-read every time because projected service-account tokens rotate.
+    """
+    if token:
+        value = os.environ.get(token, token).strip()
+        return lambda: value
+
+    def read() -> str:
+        try:
+            with open(token_path) as f:
+                jwt = f.read().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read the JWT file {token_path}: {e.strerror}") from None
+        if not jwt:
+            raise ConfigError(f"the JWT file {token_path} is empty")
+        return jwt
+
+    return read
+
+
+def login(client: VaultClient, login_path: str, role: str, jwt: str) -> Token:
+    """POST {role, jwt} to the login path; raise VaultError naming the role."""
+    try:
+        answer = client.request("POST", login_path, body={"role": role, "jwt": jwt})
+    except VaultError as e:
+        raise VaultError(f"login as role {role!r} failed: {e}", status=e.status) from None
+    auth = answer.get("auth") or {}
+    if not auth.get("client_token"):
+        raise VaultError(f"login as role {role!r}: no token in Vault's answer")
+    return Token(role=role, client_token=auth["client_token"], accessor=auth.get("accessor", ""),
+                 ttl=float(auth.get("lease_duration") or 0), renewable=bool(auth.get("renewable")),
+                 issued_at=time.time())
+
+
+class TokenStore:
+    """One token per role, logged in on first use (thread-safe: concurrent fetches of the same
+    role wait for a single login)."""
+
+    def __init__(self, client: VaultClient, login_path: str, jwt: Callable[[], str]):
+        self.client = client
+        self.login_path = "/" + login_path.strip("/")
+        self._jwt = jwt
+        self._tokens: dict[str, Token] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, role: str) -> Token:
+        tok = self._tokens.get(role)
+        if tok is not None:
+            return tok
+        with self._guard:
+            lock = self._locks.setdefault(role, threading.Lock())
+        with lock:
+            tok = self._tokens.get(role)
+            if tok is None:
+                tok = self.relogin(role)
+        return tok
+
+    def relogin(self, role: str) -> Token:
+        tok = login(self.client, self.login_path, role, self._jwt())
+        log.info("logged in as role %s (token ttl %ss, accessor %s)", role, int(tok.ttl),
+                 tok.accessor)
+        self._tokens[role] = tok
+        return tok
+
+    def put(self, tok: Token) -> None:
+        self._tokens[tok.role] = tok
+
+    def tokens(self) -> list[Token]:
+        return list(self._tokens.values())
