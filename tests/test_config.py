@@ -1,0 +1,93 @@
+import json
+import os
+
+import pytest
+
+from rconfd_py.config import DEFAULT_MODE, load_config
+from rconfd_py.errors import ConfigError
+
+
+def write(d, name, obj):
+    (d / name).write_text(json.dumps(obj))
+
+
+def test_files_read_in_order_with_defaults(tmp_path):
+    write(tmp_path, "b.json", {"two.jsonnet": {}})
+    write(tmp_path, "a.json", {"/abs/one.jsonnet": {"dir": "/out/${HOME_X}", "mode": "0600"}})
+    (tmp_path / "ignored.txt").write_text("{}")
+    cfg = load_config(tmp_path, env={"HOME_X": "x"})
+    one, two = cfg.templates
+    assert str(one.template) == "/abs/one.jsonnet" and str(one.dir) == "/out/x"
+    assert one.mode == 0o600
+    assert two.template == tmp_path / "two.jsonnet" and two.dir == tmp_path
+    assert two.mode == DEFAULT_MODE and two.user is None and two.secrets == ()
+
+
+def test_secret_keys_substituted_and_shared(tmp_path):
+    write(tmp_path, "a.json", {
+        "a.jsonnet": {"secrets": {"vault:${NS}-role:kv/data/x": "x", "file:js:f.json": "f"}},
+        "b.jsonnet": {"secrets": {"vault:prod-role:kv/data/x": "same"}},
+    })
+    cfg = load_config(tmp_path, env={"NS": "prod"})
+    refs = cfg.refs()
+    assert len(refs) == 2  # the kv secret is shared by both templates
+    vault = next(r for r in refs if r.backend == "vault")
+    assert vault.role == "prod-role" and [t.name for t in refs[vault]] == ["a.jsonnet", "b.jsonnet"]
+    file_ref = next(r for r in refs if r.backend == "file")
+    assert file_ref.path == str(tmp_path / "f.json")  # relative to the config dir
+
+
+def test_hooks_split_like_a_shell_and_reload(tmp_path):
+    write(tmp_path, "a.json", {"t": {"hooks": {"modified": "/bin/echo 'two words'",
+                                               "ready": ["/bin/true"]},
+                                     "reload": ["/run/service/app"], "reload_signal": "USR1"}})
+    t = load_config(tmp_path, env={}).templates[0]
+    assert t.hooks == {"modified": ("/bin/echo", "two words"), "ready": ("/bin/true",)}
+    assert t.reload == ("/run/service/app",) and t.reload_signal == "usr1"
+
+
+@pytest.mark.parametrize("body,where,why", [
+    ({"t": {"colour": 1}}, "'t'.colour", "unknown key"),
+    ({"t": {"dir": "${NOPE_UNSET}"}}, "'t'.dir", "undefined variable ${NOPE_UNSET}"),
+    ({"t": {"mode": "0999"}}, "'t'.mode", "bad mode"),
+    ({"t": {"mode": "rw-r--r--"}}, "'t'.mode", "bad mode"),
+    ({"t": {"hooks": {"modified": "echo hi"}}}, "'t'.hooks.modified", "absolute"),
+    ({"t": {"hooks": {"started": "/bin/true"}}}, "'t'.hooks.started", "unknown hook"),
+    ({"t": {"secrets": {"env:str:A": "v", "env:str:B": "v"}}}, "secrets", "used twice"),
+    ({"t": {"secrets": {"vault::x": "v"}}}, "secrets['vault::x']", "missing role"),
+    ({"t": {"secrets": {"env:str:${NOPE_UNSET}": "v"}}}, "secrets", "undefined variable"),
+    ({"t": {"user": "no-such-user-xyz"}}, "'t'.user", "no such user"),
+    ({"t": {"reload": ["run/service/x"]}}, "'t'.reload", "absolute"),
+    ({"t": {"reload_signal": "kill"}}, "'t'.reload_signal", "unknown signal"),
+    ({"t": "not an object"}, "'t'", "expected an object"),
+    ([1, 2], "a.json", "expected a JSON object"),
+])
+def test_errors_name_file_and_key(tmp_path, body, where, why):
+    write(tmp_path, "a.json", body)
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path, env={})
+    msg = str(e.value)
+    assert str(tmp_path / "a.json") in msg and where in msg and why in msg
+    assert "\n" not in msg
+
+
+def test_invalid_json_and_missing_dir(tmp_path):
+    (tmp_path / "a.json").write_text("{oops")
+    with pytest.raises(ConfigError, match="a.json: invalid JSON"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope")
+
+
+def test_same_template_in_two_files_is_an_error(tmp_path):
+    write(tmp_path, "a.json", {"t.jsonnet": {}})
+    write(tmp_path, "b.json", {"t.jsonnet": {}})
+    with pytest.raises(ConfigError, match="already declared in .*a.json"):
+        load_config(tmp_path)
+
+
+def test_environment_defaults_to_process_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("RCONFD_TEST_DIR", "/srv")
+    write(tmp_path, "a.json", {"t": {"dir": "${RCONFD_TEST_DIR}/x"}})
+    assert str(load_config(tmp_path).templates[0].dir) == "/srv/x"
+    assert os.environ["RCONFD_TEST_DIR"] == "/srv"

@@ -1,0 +1,66 @@
+import os
+import stat
+
+import pytest
+
+from rconfd_py.errors import OutputError
+from rconfd_py.output import TMP_SUFFIX, Writer, output_path
+
+
+def leftovers(d):
+    return [p for p in d.rglob("*") if p.name.endswith(TMP_SUFFIX)]
+
+
+def test_writes_with_mode_creates_parents_and_skips_unchanged(tmp_path):
+    w = Writer()
+    a, b = tmp_path / "x" / "a.conf", tmp_path / "b.conf"
+    r = w.write({a: b"one\n", b: b"two\n"}, 0o640, None)
+    assert sorted(r.changed) == sorted([a, b]) and r.replaced == []
+    assert a.read_bytes() == b"one\n" and stat.S_IMODE(a.stat().st_mode) == 0o640
+    mtime = a.stat().st_mtime_ns
+    r = w.write({a: b"one\n", b: b"three\n"}, 0o640, None)
+    assert r.changed == [b] and r.replaced == [b]
+    assert a.stat().st_mtime_ns == mtime  # unchanged content: not rewritten
+    assert leftovers(tmp_path) == []
+
+
+def test_unchanged_content_on_disk_is_detected_by_a_fresh_writer(tmp_path):
+    a = tmp_path / "a"
+    a.write_bytes(b"same\n")
+    os.chmod(a, 0o644)
+    r = Writer().write({a: b"same\n"}, 0o600, None)
+    assert r.changed == [] and stat.S_IMODE(a.stat().st_mode) == 0o600  # mode still enforced
+
+
+def test_mode_is_exact_despite_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        Writer().write({tmp_path / "a": b"x"}, 0o644, None)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o644
+
+
+def test_failure_while_staging_touches_nothing(tmp_path):
+    good = tmp_path / "good.conf"
+    good.write_bytes(b"old\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a dir")
+    with pytest.raises(OutputError, match="cannot write .*file/x.conf"):
+        Writer().write({good: b"new\n", blocker / "x.conf": b"x"}, 0o600, None)
+    assert good.read_bytes() == b"old\n"
+    assert leftovers(tmp_path) == []
+
+
+def test_rename_replaces_a_symlink_not_its_target(tmp_path):
+    target = tmp_path / "target"
+    target.write_text("keep\n")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    Writer().write({link: b"new\n"}, 0o600, None)
+    assert target.read_text() == "keep\n" and not link.is_symlink()
+
+
+def test_output_path_relative_and_absolute(tmp_path):
+    assert output_path(tmp_path, "a/../b.txt") == tmp_path / "b.txt"
+    assert str(output_path(tmp_path, "/etc/x")) == "/etc/x"
