@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(settings)
     except RconfdError as e:
         log.error("%s", e)
-        log.debug("details", exc_info=True)
+        if e.detail:
+            log.debug("%s", e.detail)
         return e.exit_code
     except KeyboardInterrupt:
         return EXIT_OK

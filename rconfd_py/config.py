@@ -175,8 +175,6 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
             ref = parse_ref(subst(f"secrets[{key!r}]", key))
         except RefError as e:
             raise fail(f"secrets[{key!r}]", str(e)) from None
-        if ref.backend == "file" and not ref.path.startswith("/"):
-            ref = _with_path(ref, str(config_dir / ref.path))
         secrets.append((ref, var))
 
     hooks_raw = body.get("hooks", {})
@@ -226,9 +224,3 @@ def _command(cmd: object, fail) -> tuple[str, ...]:
     if not argv or not argv[0].startswith("/"):
         raise fail("the command must be an absolute path")
     return tuple(argv)
-
-
-def _with_path(ref: SecretRef, path: str) -> SecretRef:
-    from dataclasses import replace
-
-    return replace(ref, path=path)

@@ -15,9 +15,11 @@ EXIT_IO = 6  # output file could not be written
 
 
 class RconfdError(Exception):
-    """Base class: an expected failure with a one-line message."""
+    """Base class: an expected failure with a one-line message; `detail` (optional, several
+    lines) is shown with -v only."""
 
     exit_code = EXIT_INTERNAL
+    detail: str = ""
 
 
 class ConfigError(RconfdError):

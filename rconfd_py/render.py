@@ -42,7 +42,9 @@ def evaluate(template: Path, secrets: Mapping[str, Any], jpath: Sequence[str] = 
         out = evaluate_file(str(template), jpathdir=list(jpath),
                             ext_codes={"secrets": json.dumps(secrets)})
     except RuntimeError as e:
-        raise TemplateError(f"{template}: {trim_error(str(e))}") from None
+        err = TemplateError(f"{template}: {trim_error(str(e))}")
+        err.detail = str(e)
+        raise err from None
     root = json.loads(out)
     if not isinstance(root, dict):
         raise TemplateError(f"{template}: the template must evaluate to an object whose keys are "

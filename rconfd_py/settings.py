@@ -59,7 +59,7 @@ class Settings:
             values["jpath"] = split_jpath(values["jpath"])  # type: ignore[arg-type]
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.poll is not None and settings.poll <= 0:
-            raise ConfigError("--poll must be a positive number of seconds")
+            raise ConfigError("--poll must be positive (seconds)")
         return settings
 
 

@@ -34,7 +34,7 @@ def test_secret_keys_substituted_and_shared(tmp_path):
     vault = next(r for r in refs if r.backend == "vault")
     assert vault.role == "prod-role" and [t.name for t in refs[vault]] == ["a.jsonnet", "b.jsonnet"]
     file_ref = next(r for r in refs if r.backend == "file")
-    assert file_ref.path == str(tmp_path / "f.json")  # relative to the config dir
+    assert file_ref.path == "f.json"  # relative to the working directory, as in rconfd
 
 
 def test_hooks_split_like_a_shell_and_reload(tmp_path):

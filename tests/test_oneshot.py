@@ -146,14 +146,14 @@ def test_env_file_exe_backends_both_kinds_and_paths(tmp_path):
             "env:str:MY_STR": "env_str",
             "env:js:MY_JS": "env_js",
             "file:str:" + str(tmp_path / "data.txt"): "file_str",
-            "file:js:../data.json": "file_js",
+            "file:js:data.json": "file_js",  # relative to the working directory
             "exe:str:/bin/echo '  padded  '": "exe_str",
             "exe:js:/usr/bin/printf '{\"k\": [1, 2]}'": "exe_js",
             "exe:str,dynamic:/bin/echo ${DYN_WORD}": "dyn",
         }}}})
     env = {"MY_STR": "hello", "MY_JS": '{"a": [1, "b"]}', "OUT_BASE": str(tmp_path),
            "DYN_WORD": "dynamic"}
-    r = rconfd("-d", cfg, env=env)
+    r = rconfd("-d", cfg, env=env, cwd=tmp_path)
     assert r.rc == 0, r.err
     assert (out / "env.txt").read_text() == "hello\n"
     assert json.loads((out / "env.json").read_text()) == {"a": [1, "b"]}

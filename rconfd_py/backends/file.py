@@ -1,4 +1,5 @@
-"""`file:str|js:PATH` — a file's content (a relative PATH is relative to the config dir)."""
+"""`file:str|js:PATH` — a file's content (a relative PATH is relative to the working directory,
+as in rconfd)."""
 
 import time
 

@@ -1,0 +1,51 @@
+"""Shared test helpers: skip-or-fail requirements and audit log parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REQUIRE_ALL_ENV = "RCONFD_REQUIRE_ALL"
+
+
+def require_all() -> bool:
+    """True when missing optional tools must fail the run instead of skipping (CI)."""
+    return os.environ.get(REQUIRE_ALL_ENV) == "1"
+
+
+def require(what: str, ok: bool) -> None:
+    """Skip the test when ``ok`` is false, or fail it under ``RCONFD_REQUIRE_ALL=1``."""
+    if ok:
+        return
+    if require_all():
+        pytest.fail(f"{what} is required ({REQUIRE_ALL_ENV}=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+def require_binaries(*names: str) -> dict[str, str]:
+    """Paths of executables ``names`` on PATH; skip/fail (see :func:`require`) if any is missing."""
+    found = {name: shutil.which(name) for name in names}
+    missing = sorted(name for name, path in found.items() if path is None)
+    require(f"executables {', '.join(missing)}", not missing)
+    return {name: path for name, path in found.items() if path is not None}
+
+
+def audit_entries(log: Path, kind: str = "request") -> list[dict[str, Any]]:
+    """Entries of an OpenBao file audit log of type ``kind`` ("request" or "response")."""
+    entries = []
+    for line in log.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            if entry.get("type") == kind:
+                entries.append(entry)
+    return entries
+
+
+def audit_request_paths(log: Path) -> list[str]:
+    """Request paths (``auth/jwt/login``, ``kv/data/...``) in audit log order."""
+    return [e["request"]["path"] for e in audit_entries(log, "request")]

@@ -1,0 +1,62 @@
+"""`rconfd-py check`: offline validation (no Vault is contacted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from cli import rconfd
+
+from rconfd_py import errors
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_examples_and_rconfd_example_pass(tmp_path):
+    env = {"RCONFD_OUT": str(tmp_path), "VAULT_ROLE": "r", "NAMESPACE": "ns", "INSTANCE": "i"}
+    r = rconfd("check", "-d", ROOT / "templates" / "examples", "-j", ROOT / "templates" / "lib",
+               env=env)
+    assert r.rc == 0, r.err
+    assert "3 template(s)" in r.err
+    cfg = tmp_path / "readme"
+    shutil.copytree(ROOT / "tests" / "data" / "rconfd_readme", cfg)
+    (cfg / "test.json").write_text((cfg / "test.json").read_text().replace("test-user", "nobody"))
+    r = rconfd("check", "-d", cfg, env=env, cwd=ROOT / "tests" / "data" / "rconfd_readme_cwd")
+    assert r.rc == 0, r.err
+
+
+def test_check_needs_no_vault(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "t.jsonnet").write_text("{ a: std.extVar('secrets').x }")
+    (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {
+        "secrets": {"vault:role:kv/data/x": "x"}}}))
+    r = rconfd("check", "-d", cfg, env={"VAULT_ADDR": "http://127.0.0.1:9"})
+    assert r.rc == 0, r.err
+
+
+def test_check_reports_every_problem(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "bad.jsonnet").write_text("{ a: }")
+    (cfg / "a.json").write_text(json.dumps({
+        "bad.jsonnet": {"hooks": {"ready": "/nonexistent/hook"}},
+        "missing.jsonnet": {"secrets": {"exe:str:/nonexistent/exe": "x",
+                                        "file:str:nope.txt": "y"}},
+    }))
+    r = rconfd("check", "-d", cfg)
+    assert r.rc == errors.EXIT_TEMPLATE  # the first problem found
+    text = r.err
+    for needle in ("bad.jsonnet:1", "/nonexistent/hook is not an executable",
+                   "missing.jsonnet does not exist", "/nonexistent/exe is not an executable",
+                   "nope.txt does not exist"):
+        assert needle in text, text
+
+
+def test_check_config_error_names_key(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {"secrets": {"env:str:${UNSET_X}": "x"}}}))
+    r = rconfd("check", "-d", cfg)
+    assert r.rc == errors.EXIT_CONFIG and "undefined variable ${UNSET_X}" in r.err
