@@ -30,9 +30,9 @@ RELOAD_SIGNALS = {"hup": "h", "usr1": "1", "usr2": "2", "term": "t", "restart": 
                   "quit": "q", "alrm": "a"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class TemplateConf:
-    """One template and what to do with its output."""
+    """One template and what to do with its output (compared and hashed by identity)."""
 
     name: str  # the key as written in the config file
     source: Path  # the config file that declared it

@@ -7,7 +7,9 @@ fetched secrets, checksums of written files). `run_once` is rconfd without `-D`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from pathlib import Path
 
 from . import notify
@@ -59,36 +61,47 @@ class Engine:
     def fetch(self, refs: Iterable[SecretRef]) -> dict[SecretRef, Secret]:
         """Fetch each ref once, concurrently; store and return them. On failure, log every
         error and raise the first (nothing is stored from a failed batch)."""
+        results, errors = self.fetch_each(refs)
+        if errors:
+            first, *rest = errors.values()
+            for e in rest:
+                log.error("%s", e)
+            raise first
+        self.secrets.update(results)
+        return results
+
+    def fetch_each(self, refs: Iterable[SecretRef]
+                   ) -> tuple[dict[SecretRef, Secret], dict[SecretRef, RconfdError]]:
+        """Fetch each ref once, concurrently; return what came and what failed (not stored)."""
         refs = list(dict.fromkeys(refs))
-        if not refs:
-            return {}
-        roles = sorted({r.role for r in refs if r.backend == "vault"})
-        for role in roles:  # one login per role, before the concurrent reads share it
-            tok = self.tokens.get(role)
-            redactor.add(tok.client_token)
-        results: dict[SecretRef, Secret] = {}
-        errors: list[RconfdError] = []
-        if len(refs) == 1:
-            outcomes = [_attempt(refs[0], self.sources)]
+        errors: dict[SecretRef, RconfdError] = {}
+        for role in sorted({r.role for r in refs if r.backend == "vault"}):
+            try:  # one login per role, before the concurrent reads share it
+                redactor.add(self.tokens.get(role).client_token)
+            except RconfdError as e:
+                errors.update((r, e) for r in refs if r.role == role and r.backend == "vault")
+        refs = [r for r in refs if r not in errors]
+        if len(refs) <= 1:
+            outcomes = [_attempt(r, self.sources) for r in refs]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(refs))) as pool:
                 outcomes = list(pool.map(lambda r: _attempt(r, self.sources), refs))
+        results: dict[SecretRef, Secret] = {}
         for ref, outcome in zip(refs, outcomes):
             if isinstance(outcome, RconfdError):
-                errors.append(outcome)
+                errors[ref] = outcome
             else:
                 redactor.add(outcome.value)
                 results[ref] = outcome
-        if errors:
-            for e in errors[1:]:
-                log.error("%s", e)
-            raise errors[0]
-        self.secrets.update(results)
-        for ref, secret in results.items():
-            log.debug("fetched %s%s", ref, _lease_text(secret))
-        return results
+                log.debug("fetched %s%s", ref, _lease_text(outcome))
+        return results, errors
+
+    def valid(self, ref: SecretRef, margin: float = 2.0) -> bool:
+        """Fetched, and not about to expire."""
+        s = self.secrets.get(ref)
+        return s is not None and (s.expires_at is None or s.expires_at > time.time() + margin)
 
     # -- render and write ----------------------------------------------------------------
     def render(self, t: TemplateConf) -> dict[Path, bytes]:
@@ -139,12 +152,14 @@ def _lease_text(secret: Secret) -> str:
     return ""
 
 
-def first_pass(engine: Engine) -> None:
-    """Fetch everything, render every template, and only then write: in one-shot mode a single
-    failure leaves every file on disk as it was. Then readiness, then hooks."""
+def first_pass(engine: Engine, network=nullcontext) -> None:
+    """Fetch everything, render every template, and only then write: a single failure leaves
+    every file on disk as it was. Then readiness, then hooks. Secrets already fetched and still
+    valid (a retried first pass in daemon mode) are not fetched again. `network` wraps the
+    Vault calls (the daemon makes them interruptible by SIGTERM)."""
     config = engine.config
-    static = [r for r in config.refs() if not r.dynamic]
-    engine.fetch(static)
+    with network():
+        engine.fetch([r for r in config.refs() if not r.dynamic and not engine.valid(r)])
     rendered: list[tuple[TemplateConf, dict[Path, bytes]]] = []
     errors: list[RconfdError] = []
     for t in config.templates:
@@ -172,15 +187,11 @@ def first_pass(engine: Engine) -> None:
 def run(settings: Settings) -> int:
     engine = Engine(settings)
     try:
-        first_pass(engine)
-        if not settings.daemon:
-            return 0
-        leased = any(s.leased for s in engine.secrets.values())
-        if not leased and settings.poll is None:
-            log.info("Exiting daemon mode: no leased secrets used")
-            return 0
-        from .daemon import Daemon
+        if settings.daemon:
+            from .daemon import Daemon
 
-        return Daemon(engine).run()
+            return Daemon(engine).run()
+        first_pass(engine)
+        return 0
     finally:
         engine.close()

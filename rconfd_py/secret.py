@@ -27,7 +27,8 @@ class Secret:
     fetched_at: float
     lease: Lease | None = None
     expires_at: float | None = None
-    role: str = ""  # vault: the role whose token created it (leases die with that token)
+    role: str = ""  # vault: the role whose token created it
+    accessor: str = ""  # vault: that token's accessor (a lease dies with its token)
 
     @property
     def leased(self) -> bool:

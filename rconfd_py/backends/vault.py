@@ -26,10 +26,10 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
                                       body=None if reads else kwargs)
     except VaultError as e:
         raise VaultError(f"{ref}: {e}", status=e.status) from None
-    return to_secret(ref, answer, time.time())
+    return to_secret(ref, answer, time.time(), token.accessor)
 
 
-def to_secret(ref: SecretRef, answer: dict, now: float) -> Secret:
+def to_secret(ref: SecretRef, answer: dict, now: float, accessor: str = "") -> Secret:
     data = answer.get("data")
     if data is None:
         raise VaultError(f"{ref}: Vault's answer has no data")
@@ -46,4 +46,4 @@ def to_secret(ref: SecretRef, answer: dict, now: float) -> Secret:
     if isinstance(expiration, (int, float)) and expiration > 0:  # PKI certificate
         expires_at = min(expires_at, float(expiration)) if expires_at else float(expiration)
     return Secret(ref=ref, value=data, fetched_at=now, lease=lease, expires_at=expires_at,
-                  role=ref.role)
+                  role=ref.role, accessor=accessor)

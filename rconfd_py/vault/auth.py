@@ -69,6 +69,20 @@ def login(client: VaultClient, login_path: str, role: str, jwt: str) -> Token:
                  issued_at=time.time())
 
 
+def renew_self(client: VaultClient, token: Token, increment: float) -> Token:
+    """auth/token/renew-self; the returned Token carries the granted TTL from now."""
+    answer = client.request("POST", "auth/token/renew-self", token=token.client_token,
+                            body={"increment": f"{int(increment)}s"})
+    auth = answer.get("auth") or {}
+    return Token(role=token.role, client_token=token.client_token, accessor=token.accessor,
+                 ttl=float(auth.get("lease_duration") or 0),
+                 renewable=bool(auth.get("renewable")), issued_at=time.time())
+
+
+def revoke_self(client: VaultClient, token: Token, timeout: float | None = None) -> None:
+    client.request("POST", "auth/token/revoke-self", token=token.client_token, timeout=timeout)
+
+
 class TokenStore:
     """One token per role, logged in on first use (thread-safe: concurrent fetches of the same
     role wait for a single login)."""

@@ -41,7 +41,8 @@ class VaultClient:
         self._http.close()
 
     def request(self, method: str, path: str, *, token: str | None = None,
-                body: dict | None = None, params: dict | None = None) -> dict:
+                body: dict | None = None, params: dict | None = None,
+                timeout: float | None = None) -> dict:
         """Call `/v1/PATH`; return the decoded JSON answer ({} for 204).
 
         Raise VaultError naming the path and Vault's own message; status 0 means no answer.
@@ -52,8 +53,9 @@ class VaultClient:
             method, params = "GET", {**(params or {}), "list": "true"}
         headers = {"X-Vault-Token": token} if token else None
         try:
+            extra = {"timeout": timeout} if timeout is not None else {}
             resp = self._http.request(method, "/" + path, json=body, params=params,
-                                      headers=headers)
+                                      headers=headers, **extra)
         except httpx.TimeoutException:
             raise VaultError(f"{method} /v1/{path}: Vault did not answer in time ({self.base})"
                              ) from None

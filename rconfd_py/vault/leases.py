@@ -1,0 +1,91 @@
+"""Leases: when to renew or re-fetch (pure arithmetic, testable with a fake clock), and the two
+lease API calls (renew, revoke).
+
+The numbers (README, "How renewal works"):
+
+- renew a renewable lease or token at 60–72 % of what remains (about 2/3, jittered so hundreds of
+  containers started together do not renew together);
+- fetch a new secret at 85–90 % of a non-renewable lease, of a certificate's lifetime, or of a
+  renewal grant that came back shorter than asked (max_ttl reached);
+- retry failures with exponential backoff and full jitter, 0.5 s doubling to 10 s, never later
+  than just before the expiry it is racing;
+- never mint a new credential for the same secret more often than once per half lease, and for
+  leases of 40 s or more never more than 3 a minute, whatever fails.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from .client import VaultClient
+
+RENEW_WINDOW = (0.60, 0.72)
+REFETCH_WINDOW = (0.85, 0.90)
+BACKOFF_FIRST = 0.5
+BACKOFF_CAP = 10.0
+MIN_DELAY = 0.5  # never schedule closer than this: no busy loop on a zero TTL
+EXPIRY_MARGIN = 1.0  # a last try this long before expiry
+SHORT_GRANT = 0.9  # a grant under 90 % of what was asked means max_ttl is near
+
+Rng = Callable[[float, float], float]
+
+
+def _at(now: float, start: float, length: float, window: tuple[float, float], rng: Rng) -> float:
+    return max(now + MIN_DELAY, start + length * rng(*window))
+
+
+def renew_at(now: float, start: float, ttl: float, rng: Rng = random.uniform) -> float:
+    """When to renew something granted `ttl` seconds at `start`."""
+    return _at(now, start, ttl, RENEW_WINDOW, rng)
+
+
+def refetch_at(now: float, start: float, ttl: float, rng: Rng = random.uniform) -> float:
+    """When to replace something valid from `start` for `ttl` seconds."""
+    return _at(now, start, ttl, REFETCH_WINDOW, rng)
+
+
+def grant_is_short(asked: float, granted: float) -> bool:
+    """A renewal that granted noticeably less than asked: max_ttl is near, renewing further
+    cannot keep the secret alive."""
+    return granted < asked * SHORT_GRANT
+
+
+def backoff(attempt: int, now: float, deadline: float | None = None,
+            rng: Rng = random.uniform) -> float:
+    """When to retry after `attempt` consecutive failures (1, 2, ...): exponential with full
+    jitter, capped, and never past `deadline - EXPIRY_MARGIN` while that is still ahead."""
+    cap = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (attempt - 1))
+    when = now + max(MIN_DELAY / 2, rng(cap / 2, cap))
+    if deadline is not None and now < deadline - EXPIRY_MARGIN:
+        when = min(when, deadline - EXPIRY_MARGIN)
+    return when
+
+
+MINTS_PER_MINUTE = 3  # for leases of LONG_LEASE or more
+LONG_LEASE = 40.0
+
+
+def next_mint(mints: list[float], lease: float) -> float:
+    """The earliest time a new credential may be minted for a secret whose previous ones were
+    minted at `mints` (ascending) and live `lease` seconds: at most one per half lease (2 to
+    20 s apart), and for long leases at most 3 a minute."""
+    if not mints:
+        return 0.0
+    earliest = mints[-1] + min(20.0, max(2.0, lease / 2))
+    if lease >= LONG_LEASE and len(mints) >= MINTS_PER_MINUTE:
+        earliest = max(earliest, mints[-MINTS_PER_MINUTE] + 60.0)
+    return earliest
+
+
+def renew_lease(client: VaultClient, token: str, lease_id: str, increment: float) -> float:
+    """PUT sys/leases/renew; return the granted duration in seconds."""
+    answer = client.request("PUT", "sys/leases/renew", token=token,
+                            body={"lease_id": lease_id, "increment": int(increment)})
+    return float(answer.get("lease_duration") or 0)
+
+
+def revoke_lease(client: VaultClient, token: str, lease_id: str, timeout: float | None = None
+                 ) -> None:
+    client.request("PUT", "sys/leases/revoke", token=token, body={"lease_id": lease_id},
+                   timeout=timeout)
