@@ -24,7 +24,7 @@ def api_base(url: str) -> str:
 
 class VaultClient:
     def __init__(self, url: str, *, cacert: str | None = None, namespace: str | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, transport: httpx.BaseTransport | None = None):
         self.base = api_base(url)
         verify: Any = True
         if cacert and os.path.isfile(cacert):
@@ -35,7 +35,7 @@ class VaultClient:
         if namespace:
             headers["X-Vault-Namespace"] = namespace
         self._http = httpx.Client(base_url=self.base, verify=verify, headers=headers,
-                                  timeout=timeout)
+                                  timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
