@@ -70,8 +70,6 @@ def setup(verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for name in ("httpx", "httpcore"):  # their debug lines add nothing we need
-        logging.getLogger(name).setLevel(logging.WARNING)
     for level, name in ((logging.WARNING, "warning"), (logging.ERROR, "error"),
                         (logging.INFO, "info"), (logging.DEBUG, "debug")):
         logging.addLevelName(level, name)

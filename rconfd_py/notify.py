@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import subprocess
 from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
@@ -35,6 +34,8 @@ class Readiness:
 
 def run_hook(kind: str, label: str, argv: Sequence[str], timeout: float = HOOK_TIMEOUT) -> bool:
     """Run a hook command (never through a shell); log a failure, never raise."""
+    import subprocess
+
     log.info("%s: running %s hook %s", label, kind, argv[0])
     try:
         proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

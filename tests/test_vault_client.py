@@ -1,16 +1,85 @@
-"""Fault injection on the Vault client with httpx's mock transport (5xx, timeouts, refusals).
-The same paths run for real in test_daemon.py (a frozen OpenBao)."""
+"""Fault injection on the Vault client with a local HTTP server that misbehaves on purpose
+(5xx, 429, timeouts, dropped connections, chunked answers, TLS). The same paths run against
+the real OpenBao in test_daemon.py (a frozen server)."""
 
-import httpx
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from rconfd_py.errors import VaultError
 from rconfd_py.vault.client import VaultClient, api_base
 
 
-def client(handler) -> VaultClient:
-    return VaultClient("http://vault.test:8200", namespace="team-a",
-                       transport=httpx.MockTransport(handler))
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: list = []
+
+    def log_message(self, *a):
+        pass
+
+    def _json(self, status, obj, chunked=False, close=False):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if close:
+            self.send_header("Connection", "close")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 7):
+                part = body[i:i + 7]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        if close:
+            self.close_connection = True
+
+    def handle_one(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        Handler.seen.append((self.command, self.path, dict(self.headers), body))
+        p = self.path.split("?")[0]
+        if p.startswith("/v1/status/"):
+            code = int(p.rsplit("/", 1)[1])
+            self._json(code, {"errors": ["something bad"]} if code != 404 else {"errors": []})
+        elif p == "/v1/html":
+            data = b"<html>bad gateway</html>"
+            self.send_response(502)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif p == "/v1/hang":
+            threading.Event().wait(3)
+        elif p == "/v1/drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif p == "/v1/chunked":
+            self._json(200, {"data": {"big": "x" * 1000}}, chunked=True)
+        elif p == "/v1/close":
+            self._json(200, {"data": {"n": 1}}, close=True)
+        else:
+            self._json(200, {"data": {"path": p}})
+
+    do_GET = do_POST = do_PUT = handle_one
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
 
 
 def test_api_base_with_or_without_v1():
@@ -18,44 +87,82 @@ def test_api_base_with_or_without_v1():
     assert api_base("https://v:8200/v1/") == "https://v:8200/v1"
 
 
-def test_request_sends_token_namespace_and_list_as_get():
-    seen = {}
+def test_token_namespace_body_and_list_as_get(server):
+    c = VaultClient(server, namespace="team-a")
+    Handler.seen.clear()
+    assert c.request("LIST", "kv/metadata/", token="t0k") == {"data": {"path": "/v1/kv/metadata"}}
+    assert c.request("POST", "pki/issue/x", body={"common_name": "a"})["data"]
+    (m1, p1, h1, _), (m2, p2, h2, b2) = Handler.seen
+    assert (m1, p1) == ("GET", "/v1/kv/metadata?list=true")
+    assert h1["X-Vault-Token"] == "t0k" and h1["X-Vault-Namespace"] == "team-a"
+    assert (m2, json.loads(b2)) == ("POST", {"common_name": "a"}) and "X-Vault-Token" not in h2
 
-    def handler(req: httpx.Request):
-        seen.update(method=req.method, url=str(req.url), token=req.headers.get("x-vault-token"),
-                    ns=req.headers.get("x-vault-namespace"))
-        return httpx.Response(200, json={"data": {"keys": ["a"]}})
 
-    assert client(handler).request("LIST", "kv/metadata/", token="t0k")["data"] == {"keys": ["a"]}
-    assert seen == {"method": "GET", "url": "http://vault.test:8200/v1/kv/metadata/?list=true",
-                    "token": "t0k", "ns": "team-a"}
+def test_keep_alive_survives_server_side_close_and_chunked_answers(server):
+    c = VaultClient(server)
+    assert c.request("GET", "close") == {"data": {"n": 1}}  # server closes after answering
+    assert c.request("GET", "chunked")["data"]["big"] == "x" * 1000
+    assert c.request("GET", "a") == {"data": {"path": "/v1/a"}}  # same connection reused
 
 
 @pytest.mark.parametrize("status,transient", [(500, True), (503, True), (429, True),
-                                              (400, False), (403, False), (404, False)])
-def test_http_errors_carry_status_and_vault_message(status, transient):
-    c = client(lambda req: httpx.Response(status, json={"errors": ["something bad"]}))
+                                              (400, False), (403, False)])
+def test_http_errors_carry_status_and_vault_message(server, status, transient):
     with pytest.raises(VaultError) as e:
-        c.request("GET", "kv/data/x", token="t")
+        VaultClient(server).request("GET", f"status/{status}", token="t")
     assert e.value.status == status and e.value.transient is transient
-    assert f"GET /v1/kv/data/x: HTTP {status}: something bad" == str(e.value)
+    assert str(e.value) == f"GET /v1/status/{status}: HTTP {status}: something bad"
 
 
-def test_404_without_message_and_non_json_answers():
+def test_404_without_message_and_non_json_answers(server):
     with pytest.raises(VaultError, match="HTTP 404: not found"):
-        client(lambda r: httpx.Response(404, json={"errors": []})).request("GET", "kv/data/x")
-    with pytest.raises(VaultError, match="HTTP 502: Bad Gateway"):
-        client(lambda r: httpx.Response(502, text="<html>")).request("GET", "kv/data/x")
+        VaultClient(server).request("GET", "status/404")
+    with pytest.raises(VaultError, match="HTTP 502: Bad Gateway") as e:
+        VaultClient(server).request("GET", "html")
+    assert e.value.transient
 
 
-def test_timeouts_and_refused_connections_are_transient():
-    def timeout(req):
-        raise httpx.ReadTimeout("read timed out", request=req)
-
-    def refused(req):
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=req)
-
-    for handler, needle in ((timeout, "did not answer in time"), (refused, "cannot reach")):
+def test_timeouts_dropped_and_refused_connections_are_transient(server):
+    cases = [(VaultClient(server, timeout=0.5), "hang", "did not answer in time"),
+             (VaultClient(server), "drop", "cannot reach Vault"),
+             (VaultClient("http://127.0.0.1:9"), "x", "cannot reach Vault")]
+    for client, path, needle in cases:
         with pytest.raises(VaultError, match=needle) as e:
-            client(handler).request("GET", "sys/health")
+            client.request("GET", path)
         assert e.value.status == 0 and e.value.transient
+
+
+def test_tls_with_the_given_ca(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"https://localhost:{srv.server_address[1]}"
+    try:
+        ok = VaultClient(url, cacert=str(tmp_path / "cert.pem"))
+        assert ok.request("GET", "tls") == {"data": {"path": "/v1/tls"}}
+        with pytest.raises(VaultError, match="cannot reach Vault") as e:  # not our CA
+            VaultClient(url, cacert=str(tmp_path / "missing.pem")).request("GET", "tls")
+        assert "CERTIFICATE_VERIFY_FAILED" in str(e.value) or "certificate" in str(e.value)
+    finally:
+        srv.shutdown()

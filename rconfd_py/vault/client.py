@@ -1,19 +1,18 @@
-"""A small synchronous Vault HTTP client on httpx: one connection pool, JSON in and out.
+"""The Vault API client: JSON requests to `/v1/...` with a token, Vault's errors made into
+one-line VaultErrors (status 0: no answer, which is transient).
 
 It never logs request or response bodies: they carry tokens and secrets.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 from typing import Any
-
-import httpx
+from urllib.parse import quote, urlencode
 
 from ..errors import VaultError
-
-log = logging.getLogger(__name__)
+from .http import HTTPClient, TransportError
 
 
 def api_base(url: str) -> str:
@@ -24,18 +23,16 @@ def api_base(url: str) -> str:
 
 class VaultClient:
     def __init__(self, url: str, *, cacert: str | None = None, namespace: str | None = None,
-                 timeout: float = 10.0, transport: httpx.BaseTransport | None = None):
+                 timeout: float = 10.0):
         self.base = api_base(url)
-        verify: Any = True
-        if cacert and os.path.isfile(cacert):
-            import ssl
-
-            verify = ssl.create_default_context(cafile=cacert)
         headers = {"X-Vault-Request": "true"}
         if namespace:
             headers["X-Vault-Namespace"] = namespace
-        self._http = httpx.Client(base_url=self.base, verify=verify, headers=headers,
-                                  timeout=timeout, transport=transport)
+        try:
+            self._http = HTTPClient(self.base, timeout=timeout, headers=headers,
+                                    cafile=cacert if cacert and os.path.isfile(cacert) else None)
+        except ValueError as e:
+            raise VaultError(f"Vault address: {e}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -47,45 +44,42 @@ class VaultClient:
 
         Raise VaultError naming the path and Vault's own message; status 0 means no answer.
         """
-        path = path.lstrip("/")
+        path = path.strip("/")
         method = method.upper()
         if method == "LIST":  # same as the LIST verb, but passes every proxy
             method, params = "GET", {**(params or {}), "list": "true"}
-        headers = {"X-Vault-Token": token} if token else None
+        target = "/" + quote(path, safe="/-_.~")
+        if params:
+            target += "?" + urlencode(params)
+        where = f"{method} /v1/{path}"
         try:
-            extra = {"timeout": timeout} if timeout is not None else {}
-            resp = self._http.request(method, "/" + path, json=body, params=params,
-                                      headers=headers, **extra)
-        except httpx.TimeoutException:
-            raise VaultError(f"{method} /v1/{path}: Vault did not answer in time ({self.base})"
-                             ) from None
-        except httpx.TransportError as e:
-            raise VaultError(f"{method} /v1/{path}: cannot reach Vault at {self.base}: "
-                             f"{_reason(e)}") from None
-        if resp.status_code == 204:
+            resp = self._http.request(
+                method, target, timeout=timeout,
+                headers={"X-Vault-Token": token} if token else None,
+                body=json.dumps(body).encode() if body is not None else None)
+        except TransportError as e:
+            if e.timeout:
+                raise VaultError(f"{where}: Vault did not answer in time ({self.base})") from None
+            raise VaultError(f"{where}: cannot reach Vault at {self.base}: {e}") from None
+        if resp.status == 204:
             return {}
         try:
-            data = resp.json()
+            data = json.loads(resp.body) if resp.body else None
         except ValueError:
             data = None
-        if resp.is_success and isinstance(data, dict):
+        if 200 <= resp.status < 300 and isinstance(data, dict):
             return data
-        raise VaultError(f"{method} /v1/{path}: HTTP {resp.status_code}: {_errors(data, resp)}",
-                         status=resp.status_code)
+        raise VaultError(f"{where}: HTTP {resp.status}: {_errors(data, resp.status, resp.reason)}",
+                         status=resp.status)
 
 
-def _errors(data: Any, resp: httpx.Response) -> str:
+def _errors(data: Any, status: int, reason: str) -> str:
     if isinstance(data, dict) and isinstance(data.get("errors"), list):
         msgs = [str(m).strip().replace("\n", " ") for m in data["errors"] if m]
         if msgs:
             return "; ".join(msgs)[:300]
-        if resp.status_code == 404:
+        if status == 404:
             return "not found"
-    if resp.is_success:
+    if 200 <= status < 300:
         return "answer is not a JSON object"
-    return resp.reason_phrase or "error"
-
-
-def _reason(e: Exception) -> str:
-    text = str(e) or type(e).__name__
-    return text.splitlines()[0][:200]
+    return reason or "error"
