@@ -11,7 +11,6 @@ import logging
 import re
 import sys
 import threading
-from typing import Any
 
 MASK = "<redacted>"
 MIN_LEN = 4  # shorter strings ("true", ports) would mask ordinary words

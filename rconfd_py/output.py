@@ -12,7 +12,6 @@ import errno
 import hashlib
 import logging
 import os
-import secrets as _random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +100,7 @@ class Writer:
         try:
             for path, data, _ in todo:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = str(path.parent / f".{path.name}.{_random.token_hex(4)}{TMP_SUFFIX}")
+                tmp = str(path.parent / f".{path.name}.{os.urandom(4).hex()}{TMP_SUFFIX}")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
                 staged.append(tmp)
                 try:

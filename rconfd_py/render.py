@@ -10,7 +10,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from .errors import ConfigError, TemplateError
 

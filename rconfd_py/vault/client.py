@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..errors import VaultError
