@@ -4,12 +4,14 @@
               [-t TOKEN_PATH] [-v] [-r READY_FD] [-D] [--poll S] [--revoke-on-exit] [--engine E]
     rconfd-py check [-d DIR] [-j JPATH] [--engine E]
     rconfd-py demo [--keep DIR]
+    rconfd-py image containerfile|context|build ...   (rconfd_py/image/cli.py)
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from . import __version__
@@ -26,12 +28,24 @@ EPILOG = """\
 subcommands:
   rconfd-py check [-d DIR] [-j JPATH]   validate the config dir offline (no network)
   rconfd-py demo                        render the examples against a throwaway OpenBao
+  rconfd-py image context|build ...     build the golden image (rconfd-py image -h)
 
 Every option also reads RCONFD_<LONG_NAME> from the environment (RCONFD_DIR, RCONFD_URL,
 RCONFD_TOKEN_PATH, ...); options win. VAULT_NAMESPACE sends X-Vault-Namespace.
 
 exit codes: 0 ok, 1 internal error, 2 usage or config error, 3 template error,
-            4 Vault or login error, 5 env/file/exe secret error, 6 cannot write a file"""
+            4 Vault or login error, 5 env/file/exe secret error, 6 cannot write a file,
+            7 image build failed (rconfd-py image)"""
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's default formatter imports shutil (and lzma, ~5 ms) just to read the terminal
+    width: every run pays it, even without --help."""
+    try:
+        width = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        width = int(os.environ.get("COLUMNS", "100") or 100)
+    return argparse.RawDescriptionHelpFormatter(prog, width=max(40, width - 2))
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -48,7 +62,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rconfd-py", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=_formatter)
     _common(p)
     p.add_argument("-u", "--url", metavar="URL",
                    help="Vault address, with or without /v1 ($VAULT_URL, else $VAULT_ADDR, "
@@ -80,7 +94,7 @@ def main_parser() -> argparse.ArgumentParser:
 
 def check_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="rconfd-py check",
+        prog="rconfd-py check", formatter_class=_formatter,
         description="Validate the config dir offline: JSON schema, secret-path grammar, "
                     "${VAR}s, templates exist and parse, hook and exe commands are absolute "
                     "and executable. No network.")
@@ -90,7 +104,7 @@ def check_parser() -> argparse.ArgumentParser:
 
 def demo_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="rconfd-py demo",
+        prog="rconfd-py demo", formatter_class=_formatter,
         description="Start a throwaway OpenBao dev server, seed it (kv v2, pki, transit, JWT "
                     "auth), render the examples of templates/ with rconfd-py, print the files, "
                     "stop the server. Needs the 'demo' extra.")
@@ -103,6 +117,10 @@ def demo_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "image":  # its own parser and handler, imported only here
+        from .image.cli import main as image_main
+
+        return image_main(argv[1:])
     command = argv[0] if argv and argv[0] in ("check", "demo") else None
     parser = {"check": check_parser, "demo": demo_parser}.get(command, main_parser)()
     args = parser.parse_args(argv[1:] if command else argv)

