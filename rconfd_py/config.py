@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
@@ -30,20 +29,26 @@ RELOAD_SIGNALS = {"hup": "h", "usr1": "1", "usr2": "2", "term": "t", "restart": 
                   "quit": "q", "alrm": "a"}
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class TemplateConf:
     """One template and what to do with its output (compared and hashed by identity)."""
 
-    name: str  # the key as written in the config file
-    source: Path  # the config file that declared it
-    template: Path  # absolute path of the jsonnet file
-    dir: Path  # base of relative output paths
-    mode: int
-    user: str | None
-    secrets: tuple[tuple[SecretRef, str], ...]  # (ref, variable name)
-    hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # kind -> argv
-    reload: tuple[str, ...] = ()  # s6 service dirs to signal when files change
-    reload_signal: str = "hup"
+    __slots__ = ("name", "source", "template", "dir", "mode", "user", "secrets", "hooks",
+                 "reload", "reload_signal")
+
+    def __init__(self, *, name: str, source: Path, template: Path, dir: Path, mode: int,
+                 user: str | None, secrets: tuple[tuple[SecretRef, str], ...],
+                 hooks: Mapping[str, tuple[str, ...]], reload: tuple[str, ...],
+                 reload_signal: str):
+        self.name = name  # the key as written in the config file
+        self.source = source  # the config file that declared it
+        self.template = template  # absolute path of the jsonnet file
+        self.dir = dir  # base of relative output paths
+        self.mode = mode
+        self.user = user
+        self.secrets = secrets  # (ref, variable name)
+        self.hooks = hooks  # kind -> argv
+        self.reload = reload  # s6 service dirs to signal when files change
+        self.reload_signal = reload_signal
 
     @property
     def refs(self) -> tuple[SecretRef, ...]:
@@ -54,10 +59,12 @@ class TemplateConf:
         return f"{self.source.name}:{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
 class Config:
-    dir: Path
-    templates: tuple[TemplateConf, ...]
+    __slots__ = ("dir", "templates")
+
+    def __init__(self, dir: Path, templates: tuple[TemplateConf, ...]):
+        self.dir = dir
+        self.templates = templates
 
     def refs(self) -> dict[SecretRef, list[TemplateConf]]:
         """Every distinct secret, with the templates that use it (in config order)."""

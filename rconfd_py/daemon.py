@@ -28,7 +28,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from .config import load_config
 from .engine import Engine
@@ -85,16 +84,19 @@ class Timers:
         return due
 
 
-@dataclass
 class Tracked:
     """A secret that expires, and what the daemon knows of its lease."""
 
-    secret: Secret
-    renew: bool  # renew the lease (True) or fetch a new secret when due (False)
-    asked: float  # the lease duration to ask for at each renewal
-    expires_at: float
-    failures: int = 0
-    mints: deque = field(default_factory=lambda: deque(maxlen=4))
+    __slots__ = ("secret", "renew", "asked", "expires_at", "failures", "mints")
+
+    def __init__(self, secret: Secret, renew: bool, asked: float, expires_at: float,
+                 failures: int = 0):
+        self.secret = secret
+        self.renew = renew  # renew the lease (True) or fetch a new secret when due (False)
+        self.asked = asked  # the lease duration to ask for at each renewal
+        self.expires_at = expires_at
+        self.failures = failures
+        self.mints: deque = deque(maxlen=4)  # when its last credentials were minted
 
     @classmethod
     def of(cls, secret: Secret) -> Tracked:

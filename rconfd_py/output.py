@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import namedtuple
 from pathlib import Path
 
 from .errors import OutputError
@@ -22,10 +22,7 @@ log = logging.getLogger(__name__)
 TMP_SUFFIX = ".rconfd-tmp"
 
 
-@dataclass(frozen=True, slots=True)
-class Owner:
-    uid: int
-    gid: int
+Owner = namedtuple("Owner", "uid gid")
 
 
 def resolve_owner(user: str | None) -> Owner | None:
@@ -48,10 +45,15 @@ def output_path(base: Path, name: str) -> Path:
     return Path(os.path.normpath(name if name.startswith("/") else base / name))
 
 
-@dataclass(slots=True)
 class WriteResult:
-    changed: list[Path] = field(default_factory=list)  # written because content differed
-    replaced: list[Path] = field(default_factory=list)  # of those, files that existed before
+    """`changed`: files written because their content differed; `replaced`: of those, the ones
+    that existed before."""
+
+    __slots__ = ("changed", "replaced")
+
+    def __init__(self) -> None:
+        self.changed: list[Path] = []
+        self.replaced: list[Path] = []
 
 
 class Writer:

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from .refs import SecretRef
+from collections import namedtuple
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A Vault lease as granted: `duration` seconds from `Secret.fetched_at`."""
-
-    id: str
-    duration: float
-    renewable: bool
+Lease = namedtuple("Lease", "id duration renewable")
+Lease.__doc__ = "A Vault lease as granted: `duration` seconds from `Secret.fetched_at`."
 
 
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A fetched value. `expires_at` (unix time) is the lease end or a certificate's expiration;
-    None means the value stays valid until it changes at its source (kv, env, file, exe static)."""
+class Secret(namedtuple("Secret", "ref value fetched_at lease expires_at role accessor",
+                        defaults=(None, None, "", ""))):
+    """A fetched value (`ref`: its SecretRef; `fetched_at`: unix time; `lease`: a Lease or None).
 
-    ref: SecretRef
-    value: Any
-    fetched_at: float
-    lease: Lease | None = None
-    expires_at: float | None = None
-    role: str = ""  # vault: the role whose token created it
-    accessor: str = ""  # vault: that token's accessor (a lease dies with its token)
+    `expires_at` (unix time) is the lease end or a certificate's expiration; None means the value
+    stays valid until it changes at its source (kv, env, file, exe static). `role` and `accessor`
+    name the vault token that created it: a lease dies with its token.
+    """
+
+    __slots__ = ()
 
     @property
     def leased(self) -> bool:

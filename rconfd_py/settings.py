@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections import namedtuple
 
 from .errors import ConfigError
 
@@ -17,23 +17,31 @@ TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    dir: str = "/etc/rconfd"
-    url: str = "https://localhost:8200"
-    login_path: str = "/auth/kubernetes/login"
-    jpath: tuple[str, ...] = ()
-    cacert: str = f"{K8S_DIR}/ca.crt"
-    token: str | None = None
-    token_path: str = f"{K8S_DIR}/token"
-    verbose: bool = False
-    ready_fd: int | None = None
-    daemon: bool = False
-    engine: str = "rjsonnet"
-    namespace: str | None = None
-    poll: float | None = None
-    revoke_on_exit: bool = False
-    timeout: float = 10.0
+DEFAULTS = {
+    "dir": "/etc/rconfd",
+    "url": "https://localhost:8200",
+    "login_path": "/auth/kubernetes/login",
+    "jpath": (),  # jsonnet library dirs
+    "cacert": f"{K8S_DIR}/ca.crt",
+    "token": None,  # -T: env var name or the JWT itself
+    "token_path": f"{K8S_DIR}/token",
+    "verbose": False,
+    "ready_fd": None,
+    "daemon": False,
+    "engine": "rjsonnet",
+    "namespace": None,  # VAULT_NAMESPACE
+    "poll": None,  # seconds
+    "revoke_on_exit": False,
+    "timeout": 10.0,  # seconds per Vault request
+}
+
+
+class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
+    __slots__ = ()
+
+    def __repr__(self) -> str:  # -T may hold the JWT itself
+        return super().__repr__().replace(repr(self.token), "'<redacted>'") if self.token \
+            else super().__repr__()
 
     @classmethod
     def build(cls, flags: Mapping[str, object], env: Mapping[str, str] | None = None
@@ -41,14 +49,14 @@ class Settings:
         """`flags`: values given on the command line (None or absent: not given)."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
-        for f in fields(cls):
-            given = flags.get(f.name)
+        for field, default in DEFAULTS.items():
+            given = flags.get(field)
             if given is not None and given is not False:
-                values[f.name] = given
+                values[field] = given
                 continue
-            name = "RCONFD_" + f.name.upper()
+            name = "RCONFD_" + field.upper()
             if name in env:
-                values[f.name] = _parse(name, env[name], f.default)
+                values[field] = _parse(name, env[name], default)
         if "url" not in values:
             addr = env.get("VAULT_URL") or env.get("VAULT_ADDR")
             if addr:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from ..errors import SourceError
 from ..refs import SecretRef
@@ -20,10 +19,15 @@ if TYPE_CHECKING:
     from ..vault.auth import TokenStore
 
 
-@dataclass(slots=True)
 class Sources:
-    vault: TokenStore | None = None  # created only when a vault ref exists
-    exe_timeout: float = 30.0
+    """What the backends need: the Vault token store (created only when a vault ref exists) and
+    the exe timeout."""
+
+    __slots__ = ("vault", "exe_timeout")
+
+    def __init__(self, vault: TokenStore | None = None, exe_timeout: float = 30.0):
+        self.vault = vault
+        self.exe_timeout = exe_timeout
 
 
 def fetch(ref: SecretRef, sources: Sources) -> Secret:

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ..errors import ConfigError, VaultError
 from .client import VaultClient
@@ -15,14 +15,11 @@ from .client import VaultClient
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    role: str
-    client_token: str
-    accessor: str
-    ttl: float  # seconds granted at issue (0: never expires)
-    renewable: bool
-    issued_at: float  # unix time
+class Token(namedtuple("Token", "role client_token accessor ttl renewable issued_at")):
+    """A role's Vault token: `ttl` seconds granted at `issued_at` (unix time; 0: never
+    expires)."""
+
+    __slots__ = ()
 
     @property
     def expires_at(self) -> float | None:

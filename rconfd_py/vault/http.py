@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from dataclasses import dataclass
+from collections import namedtuple
 from urllib.parse import urlsplit
 
 MAX_HEADER_LINES = 100
@@ -27,11 +27,7 @@ class TransportError(Exception):
         self.timeout = timeout
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    reason: str
-    body: bytes
+Response = namedtuple("Response", "status reason body")
 
 
 class HTTPClient:
