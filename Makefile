@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint clean
+.PHONY: demo test check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks against OpenBao Agent (~10 min): writes benchmarks/results/latest.md and scale.png.
+bench: $(STAMP)
+	@test -x /usr/bin/time || { test "$$(id -u)" = 0 && apt-get install -y -qq time >/dev/null; }
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 check: $(STAMP)
 	RCONFD_OUT=/tmp VAULT_ROLE=demo-role $(VENV)/bin/rconfd-py check -d templates/examples -j templates/lib

@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_OK, RconfdError
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return e.exit_code
     logs.setup(settings.verbose)
-    try:
+
+    def work() -> int:
         if command == "check":
             from .check import check
 
@@ -148,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         from .engine import run
 
         return run(settings)
+
+    return guarded(work)
+
+
+def guarded(work: Callable[[], int]) -> int:
+    """Run a command: an expected error is one line and its exit code; a bug is one line too,
+    with the traceback only at -v."""
+    try:
+        return work()
     except RconfdError as e:
         log.error("%s", e)
         if e.detail:
@@ -155,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return EXIT_OK
-    except Exception as e:  # a bug: one line, the traceback only at -v
+    except Exception as e:
         log.error("internal error: %s: %s", type(e).__name__, e)
         log.debug("traceback", exc_info=True)
         return EXIT_INTERNAL

@@ -32,8 +32,18 @@ RELOAD_SIGNALS = {"hup": "h", "usr1": "1", "usr2": "2", "term": "t", "restart": 
 class TemplateConf:
     """One template and what to do with its output (compared and hashed by identity)."""
 
-    __slots__ = ("name", "source", "template", "dir", "mode", "user", "secrets", "hooks",
-                 "reload", "reload_signal")
+    __slots__ = (
+        "dir",
+        "hooks",
+        "mode",
+        "name",
+        "reload",
+        "reload_signal",
+        "secrets",
+        "source",
+        "template",
+        "user",
+    )
 
     def __init__(self, *, name: str, source: Path, template: Path, dir: Path, mode: int,
                  user: str | None, secrets: tuple[tuple[SecretRef, str], ...],

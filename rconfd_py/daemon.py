@@ -87,7 +87,7 @@ class Timers:
 class Tracked:
     """A secret that expires, and what the daemon knows of its lease."""
 
-    __slots__ = ("secret", "renew", "asked", "expires_at", "failures", "mints")
+    __slots__ = ("asked", "expires_at", "failures", "mints", "renew", "secret")
 
     def __init__(self, secret: Secret, renew: bool, asked: float, expires_at: float,
                  failures: int = 0):
@@ -357,7 +357,7 @@ class Daemon:
             self.timers.set(("rotate", role), self._retry_at(n, now, e, old.expires_at))
             return
         self._succeeded()
-        redactor.add(new.client_token)
+        redactor.add(("token", role), new.client_token)
         self.token_failures[role] = 0
         self.token_ttl[role] = new.ttl
         self.timers.cancel(("rotate", role))

@@ -17,7 +17,7 @@ from .backends import Sources, fetch
 from .config import RELOAD_SIGNALS, Config, TemplateConf, load_config
 from .errors import RconfdError
 from .logs import redactor
-from .output import WriteResult, Writer, output_path, resolve_owner
+from .output import Writer, WriteResult, output_path, resolve_owner
 from .refs import SecretRef
 from .render import render
 from .secret import Secret
@@ -52,7 +52,7 @@ class Engine:
 
             def jwt() -> str:
                 value = read_jwt()
-                redactor.add(value)
+                redactor.add("jwt", value)
                 return value
 
             self.sources.vault = TokenStore(self._client, s.login_path, jwt)
@@ -77,7 +77,7 @@ class Engine:
         errors: dict[SecretRef, RconfdError] = {}
         for role in sorted({r.role for r in refs if r.backend == "vault"}):
             try:  # one login per role, before the concurrent reads share it
-                redactor.add(self.tokens.get(role).client_token)
+                redactor.add(("token", role), self.tokens.get(role).client_token)
             except RconfdError as e:
                 errors.update((r, e) for r in refs if r.role == role and r.backend == "vault")
         refs = [r for r in refs if r not in errors]
@@ -87,7 +87,7 @@ class Engine:
             if isinstance(outcome, RconfdError):
                 errors[ref] = outcome
             else:
-                redactor.add(outcome.value)
+                redactor.add(ref, outcome.value)
                 results[ref] = outcome
                 log.debug("fetched %s%s", ref, _lease_text(outcome))
         return results, errors

@@ -8,7 +8,6 @@ and masked in the final formatted text.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 
@@ -17,31 +16,34 @@ MIN_LEN = 4  # shorter strings ("true", ports) would mask ordinary words
 
 
 class Redactor:
+    """The secret strings to mask, by owner: registering a secret again replaces its old values
+    (a renewed credential), so the set stays as large as what the process holds."""
+
     def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._pattern: re.Pattern | None = None
+        self._by_key: dict[object, frozenset[str]] = {}
+        self._values: tuple[str, ...] = ()  # longest first
         self._lock = threading.Lock()
 
-    def add(self, value: Any) -> None:
-        """Register every string leaf of `value` (nested dicts and lists included)."""
-        new = set(_leaves(value)) - self._values
-        if new:
-            with self._lock:
-                self._values |= new
-                self._pattern = None
+    def add(self, key: object, value: object) -> None:
+        """Register every string leaf of `value` (nested dicts and lists included) as `key`'s."""
+        leaves = frozenset(_leaves(value))
+        if self._by_key.get(key) == leaves:
+            return
+        with self._lock:
+            self._by_key[key] = leaves
+            every = set().union(*self._by_key.values())
+            self._values = tuple(sorted(every, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        if not self._values:
-            return text
-        pattern = self._pattern
-        if pattern is None:
-            with self._lock:
-                alts = sorted(self._values, key=len, reverse=True)
-                pattern = self._pattern = re.compile("|".join(map(re.escape, alts)))
-        return pattern.sub(MASK, text)
+        # substring tests, no regex: a pattern over thousands of values costs more to
+        # recompile at each renewal than these tests cost per log line
+        for v in self._values:
+            if v in text:
+                text = text.replace(v, MASK)
+        return text
 
 
-def _leaves(value: Any):
+def _leaves(value: object):
     if isinstance(value, str):
         for part in (value, *value.splitlines()):
             part = part.strip()

@@ -12,8 +12,8 @@ import errno
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
 from collections import namedtuple
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import OutputError

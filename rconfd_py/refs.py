@@ -103,8 +103,7 @@ def _parse_vault(text: str, args: list[str], path: str) -> SecretRef:
         else:
             raise RefError(f"vault: {arg!r} is neither a method ({'|'.join(METHODS)}) nor key=val")
     path = path.strip("/")
-    if path.startswith("v1/"):
-        path = path[3:]
+    path = path.removeprefix("v1/")
     if not path:
         raise RefError("vault: empty path")
     return SecretRef(

@@ -33,8 +33,8 @@ def _engine(name: str):
     raise ConfigError(f"unknown jsonnet engine {name!r} (expected one of {', '.join(ENGINES)})")
 
 
-def evaluate(template: Path, secrets: Mapping[str, Any], jpath: Sequence[str] = (),
-             engine: str = "rjsonnet") -> dict[str, Any]:
+def evaluate(template: Path, secrets: Mapping[str, object], jpath: Sequence[str] = (),
+             engine: str = "rjsonnet") -> dict[str, object]:
     """Evaluate `template` with `std.extVar('secrets')`; return its root object."""
     evaluate_file, _ = _engine(engine)
     try:
@@ -51,7 +51,7 @@ def evaluate(template: Path, secrets: Mapping[str, Any], jpath: Sequence[str] = 
     return root
 
 
-def render(template: Path, secrets: Mapping[str, Any], jpath: Sequence[str] = (),
+def render(template: Path, secrets: Mapping[str, object], jpath: Sequence[str] = (),
            engine: str = "rjsonnet") -> dict[str, bytes]:
     """Evaluate and manifest: strings as-is ending with one newline, other values as JSON."""
     files: dict[str, bytes] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-
 Lease = namedtuple("Lease", "id duration renewable")
 Lease.__doc__ = "A Vault lease as granted: `duration` seconds from `Secret.fetched_at`."
 

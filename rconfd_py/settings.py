@@ -7,8 +7,8 @@ Flags win over the environment. Kept to the standard library: pydantic-settings 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from collections import namedtuple
+from collections.abc import Mapping
 
 from .errors import ConfigError
 

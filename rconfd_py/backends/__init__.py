@@ -23,7 +23,7 @@ class Sources:
     """What the backends need: the Vault token store (created only when a vault ref exists) and
     the exe timeout."""
 
-    __slots__ = ("vault", "exe_timeout")
+    __slots__ = ("exe_timeout", "vault")
 
     def __init__(self, vault: TokenStore | None = None, exe_timeout: float = 30.0):
         self.vault = vault

@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 
-from ..errors import EXIT_INTERNAL, EXIT_OK, ConfigError, RconfdError
+from ..errors import EXIT_OK, ConfigError
 from .containerfile import DEFAULT_BASE
 from .engine import DEFAULT_TAG, ENGINES
 
@@ -76,19 +76,9 @@ def main(argv: list[str]) -> int:
     from .. import logs
 
     logs.setup(args.verbose)
-    try:
-        return run(args)
-    except RconfdError as e:
-        log.error("%s", e)
-        if e.detail:
-            log.debug("%s", e.detail)
-        return e.exit_code
-    except KeyboardInterrupt:
-        return EXIT_OK
-    except Exception as e:  # a bug: one line, the traceback only at -v
-        log.error("internal error: %s: %s", type(e).__name__, e)
-        log.debug("traceback", exc_info=True)
-        return EXIT_INTERNAL
+    from ..cli import guarded
+
+    return guarded(lambda: run(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,8 +6,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from collections import namedtuple
+from collections.abc import Callable
 
 from ..errors import ConfigError, VaultError
 from .client import VaultClient

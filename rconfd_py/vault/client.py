@@ -72,7 +72,7 @@ class VaultClient:
                          status=resp.status)
 
 
-def _errors(data: Any, status: int, reason: str) -> str:
+def _errors(data: object, status: int, reason: str) -> str:
     if isinstance(data, dict) and isinstance(data.get("errors"), list):
         msgs = [str(m).strip().replace("\n", " ") for m in data["errors"] if m]
         if msgs:

@@ -1,0 +1,95 @@
+"""The two contenders, configured for the same job: rconfd-py and OpenBao Agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rconfd_py.dev.bao import find_bao
+
+ROOT = Path(__file__).resolve().parent.parent
+DB = "database/creds/mydb"
+KV = "kv/data/test/mysecret"
+PKI = "pki/issue/example.com"
+CN = "bench.example.com"
+
+RCONFD_TEMPLATE = """local s = std.extVar('secrets');
+{
+  'kv.txt': s.kv.data.username,
+  'db.json': { user: s.db.username, password: s.db.password },
+  'cert.pem': s.cert.certificate,
+}
+"""
+
+AGENT_TEMPLATES = {
+    "kv.txt": '{{ with secret "%s" }}{{ .Data.data.username }}{{ end }}' % KV,
+    "db.json": '{{ with secret "%s" }}{{ "{" }}"user": "{{ .Data.username }}", '
+               '"password": "{{ .Data.password }}"{{ "}" }}{{ end }}' % DB,
+    "cert.pem": '{{ with pkiCert "%s" "common_name=%s" }}{{ .Cert }}{{ end }}' % (PKI, CN),
+}
+
+
+RCONFD = [sys.executable, "-m", "rconfd_py"]  # replaced by install() with the installed script
+
+
+def install(work: Path) -> None:
+    """Measure rconfd-py as it ships: built as a wheel and installed in a fresh venv, run by its
+    console script (the dev venv's editable install adds ~20 ms of import hooks)."""
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                    str(work / "wheels"), str(ROOT)], check=True, capture_output=True)
+    wheel = next((work / "wheels").glob("rconfd_py-*.whl"))
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True,
+                   capture_output=True)
+    RCONFD[:] = [str(venv / "bin" / "rconfd-py")]
+
+
+def rconfd_argv(cfg: Path, addr: str, jwt: Path, *extra: str) -> list[str]:
+    return [*RCONFD, "-d", str(cfg), "-u", addr, "-l", "/auth/jwt/login", "-t", str(jwt),
+            *extra]
+
+
+def rconfd_config(work: Path, out: Path) -> Path:
+    cfg = work / "rconfd"
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "bench.jsonnet").write_text(RCONFD_TEMPLATE)
+    (cfg / "bench.json").write_text(json.dumps({"bench.jsonnet": {"dir": str(out), "secrets": {
+        f"vault:test-role:{KV}": "kv", f"vault:test-role:{DB}": "db",
+        f"vault:test-role,POST,common_name={CN}:{PKI}": "cert"}}}))
+    return cfg
+
+
+def agent_config(work: Path, out: Path, addr: str, jwt: Path, exit_after_auth: bool) -> Path:
+    templates = "\n".join(
+        f'template {{\n  contents = {json.dumps(text)}\n  destination = "{out / name}"\n}}'
+        for name, text in AGENT_TEMPLATES.items())
+    hcl = f"""
+exit_after_auth = {"true" if exit_after_auth else "false"}
+vault {{ address = "{addr}" }}
+auto_auth {{
+  method "jwt" {{
+    mount_path = "auth/jwt"
+    config = {{
+      path = "{jwt}"
+      role = "test-role"
+      remove_jwt_after_reading = false
+    }}
+  }}
+}}
+{templates}
+"""
+    path = work / f"agent-{'once' if exit_after_auth else 'daemon'}.hcl"
+    path.write_text(hcl)
+    return path
+
+
+def agent_argv(config: Path) -> list[str]:
+    return [find_bao(), "agent", f"-config={config}"]
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "RCONFD_"))}
