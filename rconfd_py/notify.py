@@ -15,6 +15,13 @@ class Readiness:
     """The s6 readiness notification: one newline on the fd, then close it. Once per process."""
 
     def __init__(self, fd: int | None):
+        if fd is not None:
+            try:
+                os.fstat(fd)
+            except OSError:
+                from .errors import ConfigError
+
+                raise ConfigError(f"--ready-fd {fd} is not an open file descriptor") from None
         self.fd = fd
         self.done = False
 

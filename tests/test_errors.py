@@ -59,6 +59,14 @@ def test_usage_error_exit_2(tmp_path):
     assert_clean_failure(r, errors.EXIT_CONFIG, "RCONFD_DAEMON")
 
 
+def test_bad_url_and_closed_ready_fd_are_usage_errors(tmp_path, vault_env):
+    cfg, out = setup(tmp_path, GOOD, KV)
+    r = rconfd("-d", cfg, "-u", "ftp://vault:8200", "-t", vault_env["VAULT_JWT_PATH"])
+    assert_clean_failure(r, errors.EXIT_CONFIG, "Vault address (-u)", "ftp://", out=out)
+    r = rconfd("-d", cfg, "-r", "97", *jwt(vault_env))
+    assert_clean_failure(r, errors.EXIT_CONFIG, "--ready-fd 97", out=out)
+
+
 def test_template_error_exit_3_with_location(tmp_path, vault_env):
     cfg, out = setup(tmp_path, "local s = std.extVar('secrets');\n{ 'good.txt': s.nope }", KV)
     r = rconfd("-d", cfg, *jwt(vault_env))

@@ -10,7 +10,7 @@ import json
 import os
 from urllib.parse import quote, urlencode
 
-from ..errors import VaultError
+from ..errors import ConfigError, VaultError
 from .http import HTTPClient, TransportError
 
 
@@ -31,7 +31,7 @@ class VaultClient:
             self._http = HTTPClient(self.base, timeout=timeout, headers=headers,
                                     cafile=cacert if cacert and os.path.isfile(cacert) else None)
         except ValueError as e:
-            raise VaultError(f"Vault address: {e}") from None
+            raise ConfigError(f"Vault address (-u): {e}") from None
 
     def close(self) -> None:
         self._http.close()
