@@ -60,14 +60,15 @@ class Engine:
 
     def fetch(self, refs: Iterable[SecretRef]) -> dict[SecretRef, Secret]:
         """Fetch each ref once, concurrently; store and return them. On failure, log every
-        error and raise the first (nothing is stored from a failed batch)."""
+        error and raise the first. What did arrive is kept: a retried first pass in daemon mode
+        does not mint those credentials again."""
         results, errors = self.fetch_each(refs)
+        self.secrets.update(results)
         if errors:
             first, *rest = errors.values()
             for e in rest:
                 log.error("%s", e)
             raise first
-        self.secrets.update(results)
         return results
 
     def fetch_each(self, refs: Iterable[SecretRef]

@@ -258,3 +258,28 @@ def test_daemon_with_local_secrets_only(tmp_path, flag):
         d.wait_for(lambda: (out / "f.txt").read_text() == "b\n", 10, "file change followed")
     finally:
         assert d.stop() == 0
+
+
+def test_failing_first_render_is_retried_without_minting_again(tmp_path, vault_env, stack, pg):
+    """A secret that cannot be read yet (kv path missing): the daemon stays, retries, does not
+    mint the database credential again, and renders once the path exists."""
+    out = tmp_path / "out"
+    path = "late-" + os.urandom(4).hex()
+    cfg = setup(tmp_path, {"t.jsonnet": (
+        "local s = std.extVar('secrets'); { 'f.txt': s.db.username + ' ' + s.kv.data.v }",
+        {DB: "db", f"vault:test-role:kv/data/{path}": "kv"})}, hook=False)
+    before = audit_request_paths(stack.audit_log).count("database/creds/mydb")
+    d = DaemonProc("-d", cfg, *jwt(vault_env), log=tmp_path / "log")
+    try:
+        d.wait_for(lambda: "first render failed" in d.text(), 15, "the first failure")
+        time.sleep(5)  # a few retries (2 s, 4 s, ...)
+        assert not out.exists()
+        stack.client().secrets.kv.v2.create_or_update_secret(path=path, secret={"v": "late"},
+                                                             mount_point="kv")
+        d.proc.send_signal(signal.SIGHUP)  # retry now
+        d.wait_for(lambda: (out / "f.txt").exists(), 15, "the render once the path exists")
+        assert (out / "f.txt").read_text().endswith(" late\n")
+        minted = audit_request_paths(stack.audit_log).count("database/creds/mydb") - before
+        assert minted == 1
+    finally:
+        assert d.stop() == 0
