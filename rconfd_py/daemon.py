@@ -130,6 +130,8 @@ class Daemon:
             leased = any(s.leased for s in self.engine.secrets.values())
             if not leased and not self.engine.settings.poll:
                 log.info("Exiting daemon mode: no leased secrets used")
+                if self.engine.settings.idle_exec:
+                    self._idle_exec(self.engine.settings.idle_exec)
                 return EXIT_OK
             self._schedule_all()
             log.info("daemon: watching %d leased secret(s), %d token(s)%s", len(self.tracked),
@@ -154,6 +156,23 @@ class Daemon:
         if self.engine.settings.revoke_on_exit:
             self._revoke_all()
         return EXIT_OK
+
+    def _idle_exec(self, command: str) -> None:
+        """Become `command` (s6-pause): the service stays up and ready without rconfd-py's
+        memory, and s6's signals keep reaching the supervised process itself."""
+        import shlex
+
+        argv = shlex.split(command)
+        log.info("replacing rconfd-py with %s", argv[0])
+        self.engine.close()
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        self._restore_signals()
+        try:
+            os.execvp(argv[0], argv)
+        except OSError as e:
+            log.error("cannot run --idle-exec %s: %s; exiting 0", argv[0], e.strerror)
+            self._install_signals()  # run()'s finally restores them
 
     def _first_pass(self) -> bool:
         """engine.first_pass, retried until it succeeds: a daemon that exited on a transient

@@ -33,6 +33,7 @@ DEFAULTS = {
     "poll": None,  # seconds
     "revoke_on_exit": False,
     "timeout": 10.0,  # seconds per Vault request
+    "idle_exec": None,  # -D with nothing leased: exec this command instead of exiting 0
 }
 
 

@@ -61,7 +61,9 @@ def test_shipped_scripts_are_execline_and_executable():
         assert script.stat().st_mode & stat.S_IXUSR
     assert (SERVICE / "notification-fd").read_text().strip() == "3"
     run = (SERVICE / "run").read_text()
-    assert "with-contenv" in run and "rconfd-py -D -j /etc/rconfd -r 3" in run and "s6-pause" in run
+    assert "with-contenv" in run and "rconfd-py -D -j /etc/rconfd -r 3" in run
+    code = [ln for ln in run.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert code == ["with-contenv", "rconfd-py -D -j /etc/rconfd -r 3 --idle-exec s6-pause"]
     assert "if { s6-svwait -U /run/service/rconfd }" in EXAMPLE.read_text()
 
 
@@ -126,7 +128,14 @@ def test_rconfd_under_s6(scan, vault_env, stack):
         flag.write_text("two")
         wait_for(lambda: "usr1" in log.read_text(), 10, "SIGUSR1 after flag.txt changes")
         assert log.read_text().count("start") == 1  # signalled, never restarted
+        # the supervised process is rconfd-py itself: s6-svc -r replaces it, no orphan left
         pid = int(svstat(scandir / "rconfd", "pid"))
+        assert _rconfd_pids(cfg) == [pid]
+        subprocess.run(["s6-svc", "-r", str(scandir / "rconfd")], check=True)
+        wait_for(lambda: svstat(scandir / "rconfd", "pid") not in ("", str(pid))
+                 and svstat(scandir / "rconfd", "ready") == "true", 20, "restart")
+        wait_for(lambda: not _alive(pid), 5, "the old rconfd-py to exit")
+        assert _rconfd_pids(cfg) == [int(svstat(scandir / "rconfd", "pid"))]
     finally:
         subprocess.run(["s6-svscanctl", "-t", str(scandir)], check=False)
         try:
@@ -135,9 +144,24 @@ def test_rconfd_under_s6(scan, vault_env, stack):
             if svscan.poll() is None:
                 svscan.kill()
     # s6-svscanctl -t leaves nothing running: not rconfd-py, not the app, no supervisor
-    wait_for(lambda: not _alive(pid), 5, "rconfd-py to exit")
+    wait_for(lambda: not _rconfd_pids(cfg), 10, "rconfd-py to exit")
     leftover = subprocess.run(["pgrep", "-f", str(scandir)], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", leftover.stdout
+
+
+def _rconfd_pids(cfg: Path) -> list[int]:
+    """Live rconfd-py processes rendering `cfg` (found by command line and RCONFD_DIR)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                env = (d / "environ").read_bytes().split(b"\0")
+                if (f"RCONFD_DIR={cfg}".encode() in env and b"rconfd_py" in
+                        (d / "cmdline").read_bytes() and _alive(int(d.name))):
+                    found.append(int(d.name))
+            except OSError:
+                continue
+    return sorted(found)
 
 
 def _alive(pid: int) -> bool:
@@ -162,6 +186,7 @@ def test_nothing_leased_keeps_the_service_up_with_s6_pause(scan):
         wait_for(lambda: "sleep infinity" in _cmdline(int(svstat(scandir / "rconfd", "pid") or 0)),
                  10, "s6-pause to replace rconfd-py")
         assert svstat(scandir / "rconfd", "up,ready") == "true true"
+        assert _rconfd_pids(cfg) == []  # it became s6-pause, no Python left behind
     finally:
         subprocess.run(["s6-svscanctl", "-t", str(scandir)], check=False)
         svscan.wait(20)
