@@ -1,12 +1,10 @@
-"""The golden image and the deployment examples.
+"""The golden image's s6 layer and the deployment examples.
 
 Containerfiles: hadolint-clean and structurally right (dockerfile parser); `rconfd-py image`:
-self-contained contexts, --base, dry runs, engine errors; deploy/: Kubernetes manifests parse and
-their config renders, deploy/vault/setup.py configures a real server.
-
-`test_debian_variant_ready_under_s6` (marker image_build) is opt-in, RCONFD_IMAGE_BUILD=1, and
-not part of RCONFD_REQUIRE_ALL: it debootstraps Debian, builds a Debian variant of the image with
-buildah and runs it with podman. It does not cover Alpine's packages nor s6-overlay's /init.
+self-contained contexts, --base/--from, the pinned s6-overlay, dry runs, engine errors; deploy/:
+Kubernetes manifests parse and their config renders, deploy/vault/setup.py configures a real
+server. The base layer, service images and the opt-in build of the whole chain (RCONFD_IMAGE_BUILD=1)
+are in test_image_hierarchy.py.
 """
 
 from __future__ import annotations
@@ -18,8 +16,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -29,7 +25,8 @@ from helpers import require
 
 from rconfd_py import __version__, errors
 from rconfd_py.image.containerfile import DEFAULT_BASE, render
-from rconfd_py.image.engine import DEFAULT_TAG, ENGINES, build_command
+from rconfd_py.image.engine import ENGINES, build_command
+from rconfd_py.image.layers import DEFAULT_BASE_TAG, DEFAULT_S6_TAG, S6_OVERLAY
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOTFS = ROOT / "deploy" / "rootfs"
@@ -63,7 +60,8 @@ def instructions(text: str) -> list:
     return list(dockerfile.parse_string(text))
 
 
-def check_structure(text: str, *, multi_stage: bool, base: str = DEFAULT_BASE) -> None:
+def check_structure(text: str, *, multi_stage: bool, base: str = DEFAULT_BASE,
+                    s6_overlay: str = S6_OVERLAY["3.20"]) -> None:
     cmds = instructions(text)
     assert (cmds[0].cmd, cmds[0].value) == ("ARG", (f"BASE={base}",))
     froms = [c for c in cmds if c.cmd == "FROM"]
@@ -71,6 +69,10 @@ def check_structure(text: str, *, multi_stage: bool, base: str = DEFAULT_BASE) -
     if multi_stage:
         assert froms[0].value[1:] == ("AS", "build")
     final = cmds[cmds.index(froms[-1]):]
+    # the pinned s6-overlay: an ARG in the final stage, used by apk add and a LABEL
+    assert ("ARG", (f"S6_OVERLAY_VERSION={s6_overlay}",)) in [(c.cmd, c.value) for c in final]
+    assert ("LABEL", ("s6-overlay.version", '"${S6_OVERLAY_VERSION}"')) in [
+        (c.cmd, c.value) for c in final]
     assert final[-1].cmd == "ENTRYPOINT" and final[-1].json and final[-1].value == ("/init",)
     env = {}
     for c in final:
@@ -141,15 +143,24 @@ def test_top_level_containerfile_lints_and_is_multi_stage():
     check_structure(text, multi_stage=True)
     assert "apk add --no-cache python3 py3-pip" in text
     assert "pip wheel --no-cache-dir --no-deps -w /wheels ." in text
-    assert "s6-overlay" in text and "execline" in text
+    assert '"s6-overlay=~${S6_OVERLAY_VERSION}"' in text and "execline" in text
 
 
-@pytest.mark.parametrize("base", [DEFAULT_BASE, "registry.example.com/alpine:3.20.3"])
-def test_generated_context_containerfile_lints_and_is_single_stage(base):
+@pytest.mark.parametrize("base,s6_overlay", [
+    (DEFAULT_BASE, "3.1.6.2"), ("registry.example.com/alpine:3.20.3", "3.1.6.2"),
+    (DEFAULT_BASE_TAG, "3.1.6.2"), ("localhost/rconfd-base:alpine-3.21-mimalloc", "3.2.0.2"),
+    ("alpine:3.22", "3.2.0.3"),
+])
+def test_generated_context_containerfile_lints_and_is_single_stage(base, s6_overlay):
     text = render("context", base=base)
     lint(text)
-    check_structure(text, multi_stage=False, base=base)
+    check_structure(text, multi_stage=False, base=base, s6_overlay=s6_overlay)
     assert "AS build" not in text
+
+
+def test_context_is_from_the_base_layer_and_the_top_level_from_plain_alpine():
+    check_structure(render("context"), multi_stage=False, base=DEFAULT_BASE_TAG)
+    check_structure(render("source"), multi_stage=True, base=DEFAULT_BASE)
 
 
 def test_ignore_files_keep_the_context_small():
@@ -194,15 +205,23 @@ def test_context_base_substitution_and_reuse(tmp_path: Path, wheel: Path):
     (dest / "keep.txt").write_text("mine")
     r = rconfd("image", "context", dest, "--wheel", dest / "wheels" / WHEEL_NAME)  # in place
     assert r.rc == 0, r.err
-    assert f"ARG BASE={DEFAULT_BASE}" in (dest / "Containerfile").read_text()
+    assert f"ARG BASE={DEFAULT_BASE_TAG}" in (dest / "Containerfile").read_text()
     assert (dest / "keep.txt").read_text() == "mine"
     assert (dest / "wheels" / WHEEL_NAME).read_bytes() == wheel.read_bytes()
-    r = rconfd("image", "containerfile", "--base", "debian:12")
+    r = rconfd("image", "containerfile", "--from", "alpine:3.21")
+    assert r.rc == 0 and "ARG BASE=alpine:3.21\n" in r.out
+    assert "ARG S6_OVERLAY_VERSION=3.2.0.2\n" in r.out
+    r = rconfd("image", "containerfile", "--base", "debian:12", "--s6-overlay", "3.1.6.2")
     assert r.rc == 0 and "ARG BASE=debian:12\n" in r.out
+    one_error_line(rconfd("image", "containerfile", "--base", "debian:12"), errors.EXIT_CONFIG,
+                   "which Alpine release debian:12 is", "pass --s6-overlay VERSION")
 
 
 @pytest.mark.parametrize("args,needles", [
-    (["--base", "alpine 3.20"], ["--base", "bad base image"]),
+    (["--base", "alpine 3.20"], ["--from", "bad base image"]),
+    (["--from", "alpine:edge"], ["Alpine release alpine:edge", "--s6-overlay"]),
+    (["--from", "alpine:3.19"], ["Alpine 3.19", "3.20: 3.1.6.2"]),
+    (["--s6-overlay", "latest"], ["--s6-overlay", "bad version"]),
     (["--wheel", "/nonexistent.whl"], ["--wheel", "not an rconfd_py-*.whl"]),
     (["--source", "/"], ["not a source checkout", "--source DIR"]),
     (["--source", "{checkout}"], ["is the source checkout"]),  # would replace its rootfs
@@ -241,8 +260,9 @@ def test_build_dry_run_without_the_engine_installed_still_prints(tmp_path: Path,
     assert r.rc == 0, r.err
     context = Path(r.out.splitlines()[0].removeprefix("# context: "))
     try:
-        assert shlex.split(r.out.splitlines()[1]) == build_command("podman", context)
-        assert DEFAULT_TAG == f"localhost/rconfd-py:{__version__}"
+        assert shlex.split(r.out.splitlines()[1]) == build_command("podman", context,
+                                                                   DEFAULT_S6_TAG)
+        assert DEFAULT_S6_TAG == f"localhost/s6-overlay:{S6_OVERLAY['3.20']}"
     finally:
         shutil.rmtree(context)
 
@@ -253,7 +273,7 @@ def test_build_picks_the_first_engine_found_and_runs_it(tmp_path: Path, wheel):
     r = rconfd("image", "build", "--wheel", wheel, env={"PATH": str(bindir)})
     assert r.rc == 0, r.err
     argv = (bindir / "podman.argv").read_text().splitlines()
-    assert argv[:3] == ["build", "--tag", DEFAULT_TAG]
+    assert argv[:3] == ["build", "--tag", DEFAULT_S6_TAG]
     assert not Path(argv[-1]).exists()  # the temporary context is removed afterwards
     assert not (bindir / "docker.argv").exists()
 
@@ -397,145 +417,3 @@ def test_vault_setup_configures_roles_that_log_in(stack, tmp_path: Path):
     proc = setup_py("--address", stack.addr, "--token", "not-a-token")
     assert proc.returncode == 4 and "permission denied" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-
-
-# -- opt-in: build and run a Debian variant -------------------------------------------------------
-
-DEBIAN_PACKAGES = """\
-# hadolint ignore=DL3008
-RUN apt-get update \\
- && apt-get install -y --no-install-recommends python3 python3-venv s6 execline ca-certificates \\
- && rm -rf /var/lib/apt/lists/*
-COPY debian/ /"""
-
-# Stand-ins for what s6-overlay provides on Alpine; NOT s6-overlay: no stage 1/2/3, no
-# cont-init.d, no /run/s6/container_environment, no S6_* behaviour.
-DEBIAN_SHIMS = {
-    "init": "#!/bin/sh\n# test stand-in for s6-overlay's /init: supervise /etc/services.d\n"
-            'PATH="/command:$PATH"; export PATH\nmkdir -p /run/service\n'
-            "cp -a /etc/services.d/. /run/service/\nexec s6-svscan /run/service\n",
-    "command/with-contenv": '#!/bin/sh\nexec "$@"\n',  # the env is passed down as it is
-    "usr/local/bin/s6-pause": "#!/bin/sh\nexec sleep infinity\n",  # s6-portable-utils
-}
-DEBOOTSTRAP_CACHE = Path("/var/cache/rconfd-py-debootstrap")
-STORE_DIR = Path("/var/tmp/rconfd-py-image-test")  # its own storage: the host's is untouched
-STORE = ["--storage-driver", "vfs", "--root", str(STORE_DIR / "root"),
-         "--runroot", str(STORE_DIR / "run")]
-TEST_TAG = "localhost/rconfd-py-debian:test"
-
-
-def run(argv: list, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{shlex.join(map(str, argv))} exited {proc.returncode}:\n"
-                             f"{(proc.stdout + proc.stderr)[-4000:]}")
-    return proc
-
-
-def debian_rootfs() -> Path:
-    """A minbase bookworm rootfs as a tarball, debootstrapped once and cached."""
-    tarball = DEBOOTSTRAP_CACHE / "bookworm-minbase.tar"
-    if tarball.is_file():
-        return tarball
-    mirror = os.environ.get("RCONFD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-    DEBOOTSTRAP_CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=DEBOOTSTRAP_CACHE) as tmp:
-        proc = run(["debootstrap", "--variant=minbase", "bookworm", f"{tmp}/rootfs", mirror],
-                   timeout=900, check=False)
-        if proc.returncode != 0:
-            pytest.skip(f"debootstrap bookworm from {mirror} failed (exit {proc.returncode}): "
-                        f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
-        run(["tar", "-C", f"{tmp}/rootfs", "-cf", f"{tarball}.tmp", "."])
-        os.replace(f"{tarball}.tmp", tarball)
-    return tarball
-
-
-def import_base(tarball: Path) -> str:
-    """localhost/debian-base from the rootfs; the host's CA bundle rides along when pip needs
-    it (PIP_CERT: a TLS-intercepting egress proxy, as in the sandbox this was written in)."""
-    ctr = run(["buildah", *STORE, "from", "scratch"]).stdout.strip()
-    try:
-        run(["buildah", *STORE, "add", ctr, tarball, "/"])
-        env = ["--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-        if os.environ.get("PIP_CERT") and Path(os.environ["PIP_CERT"]).is_file():
-            run(["buildah", *STORE, "copy", ctr, os.environ["PIP_CERT"], "/etc/ssl/host-ca.pem"])
-            env += ["--env", "PIP_CERT=/etc/ssl/host-ca.pem"]
-        run(["buildah", *STORE, "config", *env, ctr])
-        run(["buildah", *STORE, "commit", "-q", ctr, "localhost/debian-base"])
-    finally:
-        run(["buildah", *STORE, "rm", ctr], check=False)
-    return "localhost/debian-base"
-
-
-def debian_context(dest: Path, base: str) -> Path:
-    from rconfd_py.image.context import write_context
-
-    ctx = write_context(dest, base=base, system_packages=DEBIAN_PACKAGES)
-    for rel, text in DEBIAN_SHIMS.items():
-        path = ctx / "debian" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        path.chmod(0o755)
-    return ctx
-
-
-@pytest.mark.image_build
-@pytest.mark.timeout(1800)
-@pytest.mark.skipif(os.environ.get("RCONFD_IMAGE_BUILD") != "1",
-                    reason="opt-in: RCONFD_IMAGE_BUILD=1 builds and runs an image (minutes)")
-def test_debian_variant_ready_under_s6(tmp_path: Path, stack, vault_env):
-    missing = [t for t in ("buildah", "podman", "runc", "debootstrap") if not shutil.which(t)]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}: apt-get install buildah podman runc debootstrap")
-    if os.geteuid() != 0:
-        pytest.skip("needs root (debootstrap, vfs storage, runc)")
-    times = {}
-    t0 = time.monotonic()
-    tarball = debian_rootfs()
-    times["debootstrap (cached after the first run)"] = time.monotonic() - t0
-    shutil.rmtree(STORE_DIR, ignore_errors=True)
-    name = f"rconfd-py-it-{os.getpid()}"
-    try:
-        t0 = time.monotonic()
-        base = import_base(tarball)
-        ctx = debian_context(tmp_path / "ctx", base)
-        lint((ctx / "Containerfile").read_text())
-        build = build_command("buildah", ctx, TEST_TAG)
-        proc = run([build[0], *STORE, "build", "--isolation", "chroot", *build[2:]],
-                   timeout=1200, check=False)
-        times["base import + build"] = time.monotonic() - t0
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-        assert f"rconfd-py {__version__}" in proc.stdout  # the sanity RUN
-
-        stack.client().write_data("kv/data/app/config", data={"data": {"greeting": "hi"}})
-        cfg = configmap_dir(tmp_path / "cfg")  # deploy/kubernetes/configmap.yaml, as is
-        t0 = time.monotonic()
-        # Explicit, modest rlimits: podman's defaults (nofile/nproc ~1M) were refused by runc
-        # in the sandbox this was written in ("error setting rlimit type 6/7").
-        proc = run(["podman", *STORE, "run", "-d", "--name", name, "--network", "host",
-                    "--runtime", "runc", "--cgroup-manager", "cgroupfs",
-                    "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
-                    "-e", f"VAULT_ADDR={stack.addr}", "-e", "RCONFD_LOGIN_PATH=/auth/jwt/login",
-                    "-e", "VAULT_ROLE=test-role", "-e", "POD_NAMESPACE=default",
-                    "-v", f"{cfg}:/etc/rconfd:ro",
-                    "-v", (f"{vault_env['VAULT_JWT_PATH']}:"
-                           "/var/run/secrets/kubernetes.io/serviceaccount/token:ro"),
-                    TEST_TAG], timeout=120, check=False)
-        if proc.returncode != 0:
-            pytest.skip(f"podman cannot run a container here: {proc.stderr.strip()[-500:]}")
-        ready = run(["podman", *STORE, "exec", name, "s6-svwait", "-U", "-t", "60000",
-                     "/run/service/rconfd"], timeout=90, check=False)
-        times["container start to ready"] = time.monotonic() - t0
-        logs = run(["podman", *STORE, "logs", name], check=False)
-        assert ready.returncode == 0, f"not ready: {ready.stderr}\n{logs.stdout}{logs.stderr}"
-        svstat = run(["podman", *STORE, "exec", name, "s6-svstat", "/run/service/rconfd"])
-        assert svstat.stdout.startswith("up ") and "ready" in svstat.stdout, svstat.stdout
-        env = run(["podman", *STORE, "exec", name, "cat", "/etc/app/app.env"]).stdout
-        assert env == "GREETING='hi'\n"
-        mode = run(["podman", *STORE, "exec", name, "stat", "-c", "%a", "/etc/app/app.env"])
-        assert mode.stdout.strip() == "640"
-        print("image build timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
-    finally:
-        run(["podman", *STORE, "rm", "-f", "-t", "0", name], check=False)
-        shutil.rmtree(STORE_DIR, ignore_errors=True)

@@ -1,9 +1,16 @@
-"""`rconfd-py image ...`: argument parsing, then the context writer or the engine.
+"""`rconfd-py image ...`: argument parsing, then the context writers or the engine.
 
-    rconfd-py image containerfile [--base IMAGE] [--context]
-    rconfd-py image context DIR [--base IMAGE] [--wheel FILE] [--source DIR]
-    rconfd-py image build [--engine E] [--tag TAG] [--base IMAGE] [--context DIR] [--dry-run]
-                          [--wheel FILE] [--source DIR]
+    rconfd-py image base [--base IMAGE] [--apk-repository URL --apk-key FILE]
+                         [--mimalloc [--large-pages]] BUILD_OPTIONS
+    rconfd-py image build [--from IMAGE] [--s6-overlay VERSION] [--wheel FILE] [--source DIR]
+                          BUILD_OPTIONS
+    rconfd-py image service NAME --exec CMD [--from IMAGE] [--package PKG]... [--copy SRC:DEST]...
+                          [--user USER] [--config PATH] [--critical]
+                          [--rconfd-config FILE --template FILE...] BUILD_OPTIONS
+    rconfd-py image containerfile [--from IMAGE] [--s6-overlay VERSION] [--context]
+    rconfd-py image context DIR [--from IMAGE] [--s6-overlay VERSION] [--wheel FILE] [--source DIR]
+
+    BUILD_OPTIONS: [--engine E] [--tag TAG] [--context DIR] [--dry-run]
 """
 
 from __future__ import annotations
@@ -14,26 +21,38 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
-from ..errors import EXIT_OK, ConfigError
+from ..errors import EXIT_OK
 from .containerfile import DEFAULT_BASE
-from .engine import DEFAULT_TAG, ENGINES
+from .engine import ENGINES
+from .layers import DEFAULT_ALPINE, DEFAULT_BASE_TAG, DEFAULT_S6_TAG, S6_OVERLAY
 
 log = logging.getLogger("rconfd_py")
 
 DESCRIPTION = """\
-Build the golden image: Alpine + s6-overlay + rconfd-py, supervised by s6 as the service
-`rconfd` (deploy/rootfs), which renders /etc/rconfd at start and keeps the files valid."""
+Build the golden image hierarchy: a base layer (Alpine, optionally a private apk repository and
+mimalloc), the s6 layer FROM it (s6-overlay + rconfd-py supervised by s6 as the service `rconfd`,
+which renders /etc/rconfd at start and keeps the files valid), and service images FROM that."""
 
 EPILOG = f"""\
 commands:
-  containerfile   print the Containerfile (the top-level one is this, --context: a context's)
-  context DIR     write a self-contained build context into DIR: Containerfile,
+  base            the base layer: FROM --base ({DEFAULT_ALPINE}), tagged
+                  {DEFAULT_BASE_TAG}[-mimalloc]
+  build           the s6 layer: FROM --from ({DEFAULT_BASE_TAG}; --base
+                  alpine:X.Y: plain Alpine), tagged {DEFAULT_S6_TAG} (its s6-overlay)
+  service NAME    a service image FROM --from ({DEFAULT_S6_TAG}), tagged
+                  localhost/NAME:latest
+  containerfile   print the s6 layer's Containerfile (the top-level one is this, FROM
+                  {DEFAULT_BASE}; --context: a context's)
+  context DIR     write the s6 layer's self-contained build context into DIR: Containerfile,
                   deploy/rootfs/ and wheels/ (the rconfd-py wheel, built from the checkout)
-  build           write a context (a temporary one, or --context DIR) and build it with the
-                  first engine found ({', '.join(ENGINES)}), or --engine
 
-default base {DEFAULT_BASE}, default tag {DEFAULT_TAG}.
+base, build and service write a context (a temporary one, or --context DIR) and build it with
+the first engine found ({', '.join(ENGINES)}), or --engine; --dry-run prints the context and
+the command instead. The s6-overlay pinned is the one the Alpine release in the FROM image's
+name ships ({', '.join(f'{r}: {v}' for r, v in S6_OVERLAY.items())}), or --s6-overlay.
 exit codes: 0 ok, 2 usage error (no engine found, no source checkout), 6 cannot write the
             context, 7 pip wheel or the engine failed"""
 
@@ -43,31 +62,76 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(sp: argparse.ArgumentParser, wheel: bool = True) -> None:
-        sp.add_argument("--base", metavar="IMAGE", default=DEFAULT_BASE,
-                        help=f"base image, the default of ARG BASE ({DEFAULT_BASE})")
+    def below(sp: argparse.ArgumentParser, names: tuple[str, str], default: str | None,
+              what: str) -> None:
+        sp.add_argument(*names, dest="base", metavar="IMAGE", default=default,
+                        help=f"the image to build FROM, the default of ARG BASE ({what})")
+        sp.add_argument("-v", "--verbose", action="store_true")
+
+    def s6_layer(sp: argparse.ArgumentParser, wheel: bool = True) -> None:
+        below(sp, ("--from", "--base"), None,
+              f"{DEFAULT_BASE_TAG}; the top-level Containerfile: {DEFAULT_BASE}")
+        sp.add_argument("--s6-overlay", metavar="VERSION",
+                        help="the s6-overlay to pin (default: the one of the Alpine release)")
         if wheel:
             sp.add_argument("--wheel", metavar="FILE",
                             help="use this rconfd_py-*.whl instead of building one")
             sp.add_argument("--source", metavar="DIR",
                             help="the source checkout (default: the one rconfd-py runs from)")
-        sp.add_argument("-v", "--verbose", action="store_true")
 
-    cf = sub.add_parser("containerfile", help="print the Containerfile")
-    common(cf, wheel=False)
+    def buildable(sp: argparse.ArgumentParser, tag: str) -> None:
+        sp.add_argument("--engine", choices=ENGINES, help="container engine (the first found)")
+        sp.add_argument("--tag", help=f"image tag ({tag})")
+        sp.add_argument("--context", metavar="DIR",
+                        help="write the context here and keep it (default: a temporary dir)")
+        sp.add_argument("--dry-run", action="store_true",
+                        help="write the context, print its path and the build command, "
+                             "build nothing")
+
+    b = sub.add_parser("base", help="build the base layer")
+    below(b, ("--base", "--from"), DEFAULT_ALPINE, DEFAULT_ALPINE)
+    b.add_argument("--apk-repository", metavar="URL",
+                   help="an apk repository to trust, put first in /etc/apk/repositories")
+    b.add_argument("--apk-key", metavar="FILE",
+                   help="its signing key (*.rsa.pub), copied to /etc/apk/keys/")
+    b.add_argument("--mimalloc", action="store_true",
+                   help="preload mimalloc in every process (LD_PRELOAD)")
+    b.add_argument("--large-pages", action="store_true",
+                   help="with --mimalloc: MIMALLOC_LARGE_OS_PAGES=1")
+    buildable(b, "localhost/rconfd-base:alpine-X.Y[-mimalloc]")
+
+    bd = sub.add_parser("build", help="build the s6 layer")
+    s6_layer(bd)
+    buildable(bd, "localhost/s6-overlay:VERSION")
+
+    s = sub.add_parser("service", help="build a service image FROM the s6 layer")
+    s.add_argument("name", metavar="NAME", help="the s6 service name (/etc/services.d/NAME)")
+    below(s, ("--from", "--base"), DEFAULT_S6_TAG, DEFAULT_S6_TAG)
+    s.add_argument("--exec", dest="exec_", metavar="CMD", required=True,
+                   help='the service\'s command line, e.g. "/usr/bin/myservice -c FILE"')
+    s.add_argument("--package", action="append", default=[], metavar="PKG",
+                   help="a package to install (repeatable)")
+    s.add_argument("--copy", action="append", default=[], metavar="SRC:DEST",
+                   help="copy SRC (a file or directory) to DEST in the image (repeatable)")
+    s.add_argument("--user", help="run the service as USER, created if missing (NAME)")
+    s.add_argument("--config", metavar="PATH",
+                   help="the config file that must exist before it starts (/etc/NAME/NAME.conf)")
+    s.add_argument("--critical", action="store_true",
+                   help="halt the container when the service fails (exit other than 0, 256)")
+    s.add_argument("--rconfd-config", metavar="FILE",
+                   help="rconfd-py config rendering the service's files, as /etc/rconfd/NAME.json;"
+                        " each template HUPs the service (reload /run/service/NAME)")
+    s.add_argument("--template", action="append", default=[], metavar="FILE",
+                   help="a template the config names, copied to /etc/rconfd/ (repeatable)")
+    buildable(s, "localhost/NAME:latest")
+
+    cf = sub.add_parser("containerfile", help="print the s6 layer's Containerfile")
+    s6_layer(cf, wheel=False)
     cf.add_argument("--context", action="store_true",
                     help="the single-stage variant written into build contexts")
-    ctx = sub.add_parser("context", help="write a build context into DIR")
+    ctx = sub.add_parser("context", help="write the s6 layer's build context into DIR")
     ctx.add_argument("dir", metavar="DIR")
-    common(ctx)
-    b = sub.add_parser("build", help="write a context and build the image")
-    b.add_argument("--engine", choices=ENGINES, help="container engine (the first found)")
-    b.add_argument("--tag", default=DEFAULT_TAG, help=f"image tag ({DEFAULT_TAG})")
-    b.add_argument("--context", metavar="DIR",
-                   help="write the context here and keep it (default: a temporary dir)")
-    b.add_argument("--dry-run", action="store_true",
-                   help="write the context, print its path and the build command, build nothing")
-    common(b)
+    s6_layer(ctx)
     return p
 
 
@@ -85,34 +149,67 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "containerfile":
         from .containerfile import render
 
-        try:
-            sys.stdout.write(render("context" if args.context else "source", base=args.base))
-        except ValueError as e:
-            raise ConfigError(f"--base: {e}") from None
+        variant = "context" if args.context else "source"
+        sys.stdout.write(render(variant, base=args.base, s6_overlay=args.s6_overlay))
         return EXIT_OK
-
+    if args.command == "base":
+        return _base(args)
+    if args.command == "service":
+        return _service(args)
     from .context import write_context
 
-    if args.command == "context":
-        dest = write_context(args.dir, base=args.base, wheel=args.wheel, source=args.source)
-        print(dest)
-        return EXIT_OK
+    def write(dest: Path) -> Path:
+        return write_context(dest, base=args.base, wheel=args.wheel, source=args.source,
+                             s6_overlay=args.s6_overlay)
 
+    if args.command == "context":
+        print(write(Path(args.dir)))
+        return EXIT_OK
+    from .containerfile import DEFAULT_FROM
+    from .layers import s6_overlay_version, s6_tag
+
+    version = s6_overlay_version(args.base or DEFAULT_FROM["context"], args.s6_overlay)
+    return build(args, write, args.tag or s6_tag(version))
+
+
+def _base(args: argparse.Namespace) -> int:
+    from .base import default_tag, write_base_context
+
+    tag = args.tag or default_tag(args.base, args.mimalloc)
+    return build(args, lambda dest: write_base_context(
+        dest, args.base, repository=args.apk_repository, key=args.apk_key,
+        mimalloc=args.mimalloc, large_pages=args.large_pages), tag)
+
+
+def _service(args: argparse.Namespace) -> int:
+    from .layers import service_tag
+    from .service import write_service_context
+
+    return build(args, lambda dest: write_service_context(
+        dest, args.name, args.exec_, base=args.base, packages=args.package, copies=args.copy,
+        user=args.user, config=args.config, critical=args.critical,
+        rconfd_config=args.rconfd_config, templates=args.template),
+        args.tag or service_tag(args.name))
+
+
+def build(args: argparse.Namespace, write: Callable[[Path], Path], tag: str) -> int:
+    """Write a context with ``write`` (into --context DIR, else a temporary dir) and build it
+    as ``tag``; --dry-run prints the context and the command instead."""
     from .engine import build_command, find_engine, run_build
 
     name, executable = find_engine(args.engine, must_exist=not args.dry_run)
     keep = args.context is not None or args.dry_run
     dest = args.context or tempfile.mkdtemp(prefix="rconfd-image-")
     try:
-        context = write_context(dest, base=args.base, wheel=args.wheel, source=args.source)
-        argv = build_command(executable, context, args.tag)
+        context = write(Path(dest))
+        argv = build_command(executable, context, tag)
         if args.dry_run:
             print(f"# context: {context}")
             print(shlex.join(argv))
             return EXIT_OK
-        log.info("building %s with %s from %s", args.tag, name, context)
+        log.info("building %s with %s from %s", tag, name, context)
         run_build(name, argv)
-        log.info("built %s", args.tag)
+        log.info("built %s", tag)
         return EXIT_OK
     finally:
         if not keep:

@@ -1,4 +1,4 @@
-"""The Containerfile, from one template (Containerfile.in) in two variants.
+"""The s6 layer's Containerfile, from one template (Containerfile.in) in two variants.
 
 ``source``: multi-stage, builds the wheel from a source checkout; the top-level Containerfile is
 this variant, generated (``rconfd-py image containerfile > Containerfile``) and checked by a test.
@@ -10,15 +10,17 @@ from __future__ import annotations
 from importlib import resources
 
 from .. import __version__
+from .layers import DEFAULT_ALPINE, DEFAULT_BASE_TAG, fill, image_ref, s6_overlay_version
 
-DEFAULT_BASE = "alpine:3.20"  # a pinned minor release: its python3 and s6-overlay packages
+DEFAULT_BASE = DEFAULT_ALPINE  # the top-level Containerfile's: it builds on a clean machine
+DEFAULT_FROM = {"source": DEFAULT_ALPINE, "context": DEFAULT_BASE_TAG}
 
 # s6-overlay (Alpine community) brings /init, s6, s6-rc and execline; s6-portable-utils s6-pause.
 ALPINE_PACKAGES = """\
 # The service scripts start with #!/usr/bin/execlineb (s6 upstream, Debian): link it there if
 # the package installs execlineb elsewhere.
 # hadolint ignore=DL3018
-RUN apk add --no-cache python3 s6-overlay s6-portable-utils execline \\
+RUN apk add --no-cache python3 "s6-overlay=~${S6_OVERLAY_VERSION}" s6-portable-utils execline \\
  && if [ ! -e /usr/bin/execlineb ]; then \\
       ln -s "$(PATH="/command:$PATH" command -v execlineb)" /usr/bin/execlineb; \\
     fi"""
@@ -50,27 +52,20 @@ def template() -> str:
     return resources.files(__package__).joinpath("Containerfile.in").read_text()
 
 
-def render(variant: str = "source", base: str = DEFAULT_BASE,
-           system_packages: str = ALPINE_PACKAGES) -> str:
+def render(variant: str = "source", base: str | None = None,
+           system_packages: str = ALPINE_PACKAGES, s6_overlay: str | None = None) -> str:
     """The Containerfile of ``variant`` ("source" or "context") with ``base`` as ARG BASE's
-    default. ``system_packages`` is the RUN that installs python3, s6, execline and /init."""
+    default (the variant's DEFAULT_FROM if None) and ``s6_overlay`` as ARG S6_OVERLAY_VERSION's
+    (if None, the one ``base``'s Alpine release ships; ConfigError if that cannot be told).
+    ``system_packages`` is the RUN that installs python3, s6, execline and /init."""
     if variant not in COPY_WHEELS:
         raise ValueError(f"unknown variant {variant!r}")
-    if not base or any(c.isspace() for c in base):
-        raise ValueError(f"bad base image {base!r}")
-    values = {
+    base = image_ref("--from", base or DEFAULT_FROM[variant])
+    return fill(template(), {
         "@NOTICE@": NOTICES[variant],
         "@BASE@": base,
         "@BUILD_STAGE@": BUILD_STAGE if variant == "source" else "",
+        "@S6_OVERLAY_VERSION@": s6_overlay_version(base, s6_overlay),
         "@SYSTEM_PACKAGES@": system_packages.rstrip("\n"),
         "@COPY_WHEELS@": COPY_WHEELS[variant],
-    }
-    out = []
-    for line in template().splitlines():
-        for key, value in values.items():
-            line = line.replace(key, value)
-        out.append(line)
-    text = "\n".join(out)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    return text.strip("\n") + "\n"
+    })

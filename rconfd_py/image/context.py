@@ -1,4 +1,4 @@
-"""A self-contained build context: Containerfile, deploy/rootfs/ and the rconfd-py wheel."""
+"""The s6 layer's self-contained build context: Containerfile, deploy/rootfs/, the wheel."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import BuildError, ConfigError, OutputError
-from .containerfile import ALPINE_PACKAGES, DEFAULT_BASE, render
+from .containerfile import ALPINE_PACKAGES, render
+from .layers import write_context as write_context_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,10 @@ def build_wheel(source: Path, dest: Path) -> Path:
     return wheels[-1]
 
 
-def write_context(dest: str | Path, *, base: str = DEFAULT_BASE, wheel: str | Path | None = None,
-                  source: str | Path | None = None,
-                  system_packages: str = ALPINE_PACKAGES) -> Path:
-    """Write a build context into ``dest`` (created; its Containerfile, wheels/ and
+def write_context(dest: str | Path, *, base: str | None = None, wheel: str | Path | None = None,
+                  source: str | Path | None = None, system_packages: str = ALPINE_PACKAGES,
+                  s6_overlay: str | None = None) -> Path:
+    """Write the s6 layer's build context into ``dest`` (created; its Containerfile, wheels/ and
     deploy/rootfs/ replaced, nothing else touched). Returns ``dest``."""
     dest = Path(dest).resolve()
     if wheel is not None:
@@ -74,24 +75,20 @@ def write_context(dest: str | Path, *, base: str = DEFAULT_BASE, wheel: str | Pa
         raise ConfigError(f"{rootfs} not found: the source checkout has no deploy/rootfs")
     if dest == root.resolve() or (dest / ROOTFS).resolve() == rootfs.resolve():
         raise ConfigError(f"{dest} is the source checkout: write the context elsewhere")
-    try:
-        text = render("context", base=base, system_packages=system_packages)
-    except ValueError as e:
-        raise ConfigError(f"--base: {e}") from None
+    text = render("context", base=base, system_packages=system_packages, s6_overlay=s6_overlay)
     try:
         wheel_data = wheel.read_bytes() if wheel is not None else b""  # it may be in dest
-        dest.mkdir(parents=True, exist_ok=True)
-        for old in (dest / "wheels", dest / ROOTFS):
-            if old.is_dir():
-                shutil.rmtree(old)
-        (dest / "wheels").mkdir()
-        if wheel is None:
-            build_wheel(root, dest / "wheels")
-        else:
-            (dest / "wheels" / wheel.name).write_bytes(wheel_data)
-        shutil.copytree(rootfs, dest / ROOTFS, symlinks=True)
-        (dest / "Containerfile").write_text(text)
     except OSError as e:
-        raise OutputError(f"cannot write the build context {dest}: {e}") from None
+        raise OutputError(f"cannot read {wheel}: {e}") from None
+
+    def populate(ctx: Path) -> None:
+        (ctx / "wheels").mkdir()
+        if wheel is None:
+            build_wheel(root, ctx / "wheels")
+        else:
+            (ctx / "wheels" / wheel.name).write_bytes(wheel_data)
+        shutil.copytree(rootfs, ctx / ROOTFS, symlinks=True)
+
+    write_context_dir(dest, text, ("wheels", str(ROOTFS)), populate)
     log.debug("build context written to %s", dest)
     return dest

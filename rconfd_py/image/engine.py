@@ -6,11 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .. import __version__
 from ..errors import BuildError, ConfigError
 
 ENGINES = ("buildah", "podman", "docker")  # search order
-DEFAULT_TAG = f"localhost/rconfd-py:{__version__}"
 
 
 def find_engine(forced: str | None = None, *, must_exist: bool = True) -> tuple[str, str]:
@@ -31,7 +29,7 @@ def find_engine(forced: str | None = None, *, must_exist: bool = True) -> tuple[
                       "install one, or use `rconfd-py image context DIR` and build it elsewhere")
 
 
-def build_command(executable: str, context: Path, tag: str = DEFAULT_TAG) -> list[str]:
+def build_command(executable: str, context: Path, tag: str) -> list[str]:
     """The build command; the same flags work for buildah, podman and docker."""
     return [executable, "build", "--tag", tag, "--file", str(context / "Containerfile"),
             str(context)]
