@@ -4,7 +4,7 @@
               [-t TOKEN_PATH] [-v] [-r READY_FD] [-D] [--poll S] [--revoke-on-exit] [--engine E]
     rconfd-py check [-d DIR] [-j JPATH] [--engine E]
     rconfd-py demo [--keep DIR]
-    rconfd-py image containerfile|context|build ...   (rconfd_py/image/cli.py)
+    rconfd-py image base|build|service|context|containerfile ...   (rconfd_py/image/cli.py)
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ EPILOG = """\
 subcommands:
   rconfd-py check [-d DIR] [-j JPATH]   validate the config dir offline (no network)
   rconfd-py demo                        render the examples against a throwaway OpenBao
-  rconfd-py image context|build ...     build the golden image (rconfd-py image -h)
+  rconfd-py image base|build|service    build the image chain: base layer, s6 layer,
+                                        service images (rconfd-py image -h)
 
 Every option also reads RCONFD_<LONG_NAME> from the environment (RCONFD_DIR, RCONFD_URL,
 RCONFD_TOKEN_PATH, ...); options win. VAULT_NAMESPACE sends X-Vault-Namespace.
