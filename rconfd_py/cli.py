@@ -90,6 +90,8 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--revoke-on-exit", action="store_true", default=None,
                    help="daemon: revoke the leases and tokens this process created when it "
                         "stops")
+    p.add_argument("--timeout", metavar="SECONDS", type=float,
+                   help="timeout of each Vault request (10)")
     p.add_argument("--idle-exec", metavar="CMD",
                    help="daemon with nothing leased: replace rconfd-py with CMD (e.g. s6-pause) "
                         "instead of exiting 0, so the supervised process stays the one s6 "
