@@ -101,7 +101,11 @@ class Writer:
         path = None
         try:
             for path, data, _ in todo:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except FileExistsError:  # a file stands where a directory is needed
+                    raise OutputError(f"cannot write {path}: {path.parent} is not a directory"
+                                      ) from None
                 tmp = str(path.parent / f".{path.name}.{os.urandom(4).hex()}{TMP_SUFFIX}")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
                 staged.append(tmp)
@@ -115,6 +119,9 @@ class Writer:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+        except OutputError:
+            _cleanup(staged)
+            raise
         except OSError as e:
             _cleanup(staged)
             target = path if path is not None else "output"
