@@ -122,6 +122,10 @@ def load_file(path: Path, config_dir: Path, env: Mapping[str, str]) -> list[Temp
         raise ConfigError(f"{path}: {e.strerror}") from None
     except ValueError as e:
         raise ConfigError(f"{path}: invalid JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+    if _has_nul(raw):
+        raise ConfigError(f"{path}: a string contains a NUL byte")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object mapping templates to settings")
     return [_template(path, config_dir, name, body, env) for name, body in raw.items()]
@@ -225,6 +229,16 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
         name=name, source=path, template=template, dir=out, mode=mode, user=user,
         secrets=tuple(secrets), hooks=hooks, reload=reload, reload_signal=signal,
     )
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _command(cmd: object, fail) -> tuple[str, ...]:

@@ -141,7 +141,7 @@ class Daemon:
             while not self.stopping:
                 if self.reload_requested:
                     self.reload_requested = False
-                    self._reload()
+                    self._dispatch(("reload",))
                 for key in self.timers.pop_due(self.clock()):
                     self._dispatch(key)
                     if self.stopping:
@@ -216,13 +216,18 @@ class Daemon:
                 self._poll()
             elif kind == "flush":
                 self._flush()
+            elif kind == "reload":
+                self._reload()
         except Stop:
             raise
-        except RconfdError as e:  # never exit on an error: log it, the timers go on
-            log.error("%s", e)
-        except Exception as e:  # a bug must not kill the daemon and leave leases to expire
-            log.error("internal error in %s: %s: %s", kind, type(e).__name__, e)
-            log.debug("traceback", exc_info=True)
+        except Exception as e:  # never exit on an error: log it, the timers go on
+            if isinstance(e, RconfdError):
+                log.error("%s", e)
+            else:  # a bug must not kill the daemon and leave leases to expire
+                log.error("internal error in %s: %s: %s", kind, type(e).__name__, e)
+                log.debug("traceback", exc_info=True)
+            if kind in ("token", "rotate", "secret") and key not in self.timers:
+                self.timers.set(key, self.clock() + PERMANENT_CAP)  # never lose a timer
 
     def _sleep(self) -> None:
         deadline = self.timers.next_deadline()
@@ -284,6 +289,14 @@ class Daemon:
                 self._track(secret, now)
         if self.engine.settings.poll:
             self.timers.set(("poll",), now + self.engine.settings.poll)
+
+    def _schedule_new_tokens(self) -> None:
+        """Roles first logged in after the first pass (a reload, a retried secret)."""
+        now = self.clock()
+        for tok in self.engine.sources.vault.tokens() if self.engine.sources.vault else ():
+            if tok.role not in self.token_ttl:
+                self.token_ttl[tok.role] = tok.ttl
+                self._schedule_token(tok, now)
 
     def _schedule_token(self, tok: Token, now: float) -> None:
         if not tok.ttl:  # a token that never expires (root, periodic without TTL)
@@ -446,6 +459,7 @@ class Daemon:
                 return
         with self._vault_call():
             fetched, errors = self.engine.fetch_each([ref])
+        self._schedule_new_tokens()
         if errors:
             e = errors[ref]
             self._failed(str(ref), e)
@@ -516,13 +530,14 @@ class Daemon:
             return
         self.engine.config = config
         wanted = {r for r in config.refs() if not r.dynamic}
-        for ref in [r for r in self.engine.secrets if r not in wanted]:
-            self.engine.secrets.pop(ref)
+        for ref in [r for r in {*self.engine.secrets, *self.tracked} if r not in wanted]:
+            self.engine.secrets.pop(ref, None)
             self.tracked.pop(ref, None)
             self.timers.cancel(("secret", ref))
         new = [r for r in wanted if r not in self.engine.secrets]
         with self._vault_call():
             fetched, errors = self.engine.fetch_each(new)
+        self._schedule_new_tokens()
         now = self.clock()
         for ref, secret in fetched.items():
             self.engine.secrets[ref] = secret

@@ -7,6 +7,7 @@ and masked in the final formatted text.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -44,11 +45,19 @@ class Redactor:
 
 
 def _leaves(value: object):
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, (int, float)):
+        value = str(value)  # a PIN or numeric password printed by a template
     if isinstance(value, str):
         for part in (value, *value.splitlines()):
             part = part.strip()
             if len(part) >= MIN_LEN:
                 yield part
+                # as a JSON or jsonnet message would print it: quotes, backslashes escaped
+                for escaped in (json.dumps(part)[1:-1], json.dumps(part, ensure_ascii=False)[1:-1]):
+                    if escaped != part:
+                        yield escaped
     elif isinstance(value, dict):
         for v in value.values():
             yield from _leaves(v)

@@ -6,13 +6,16 @@ Flags win over the environment. Kept to the standard library: pydantic-settings 
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 from collections import namedtuple
 from collections.abc import Mapping
 
 from .errors import ConfigError
 
 K8S_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+MAX_SECONDS = 365 * 86400
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
 
@@ -67,8 +70,16 @@ class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
         if isinstance(values.get("jpath"), str):
             values["jpath"] = split_jpath(values["jpath"])  # type: ignore[arg-type]
         settings = cls(**values)  # type: ignore[arg-type]
-        if settings.poll is not None and settings.poll <= 0:
-            raise ConfigError("--poll must be positive (seconds)")
+        for name, value in (("--poll", settings.poll), ("--timeout", settings.timeout)):
+            if value is not None and not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+                raise ConfigError(f"{name} must be positive (seconds, at most a year), "
+                                  f"not {value!r}")
+        if settings.idle_exec is not None:
+            try:
+                if not shlex.split(settings.idle_exec):
+                    raise ValueError("empty command")
+            except ValueError as e:
+                raise ConfigError(f"--idle-exec {settings.idle_exec!r}: {e}") from None
         return settings
 
 

@@ -91,3 +91,12 @@ def test_environment_defaults_to_process_env(tmp_path, monkeypatch):
     write(tmp_path, "a.json", {"t": {"dir": "${RCONFD_TEST_DIR}/x"}})
     assert str(load_config(tmp_path).templates[0].dir) == "/srv/x"
     assert os.environ["RCONFD_TEST_DIR"] == "/srv"
+
+
+def test_nul_bytes_and_deep_nesting_are_config_errors(tmp_path):
+    (tmp_path / "a.json").write_text('{"t": {"user": "a\\u0000b"}}')
+    with pytest.raises(ConfigError, match="a.json: a string contains a NUL byte"):
+        load_config(tmp_path)
+    (tmp_path / "a.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(tmp_path)

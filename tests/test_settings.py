@@ -33,3 +33,11 @@ def test_vault_url_wins_over_vault_addr_and_rconfd_url_over_both():
 def test_bad_env_values_name_the_variable(name, value):
     with pytest.raises(ConfigError, match=name if value != "-1" else r"--poll must be positive"):
         Settings.build({}, env={name: value})
+
+
+@pytest.mark.parametrize("flags", [{"poll": float("nan")}, {"poll": float("inf")},
+                                   {"timeout": -1.0}, {"timeout": 0.0}, {"timeout": 1e300},
+                                   {"idle_exec": "'unterminated"}, {"idle_exec": " "}])
+def test_out_of_range_numbers_and_bad_commands_are_config_errors(flags):
+    with pytest.raises(ConfigError):
+        Settings.build(flags, env={})

@@ -54,6 +54,8 @@ def decode(ref: SecretRef, text: str) -> Any:
         return text
     try:
         return json.loads(text)
+    except RecursionError:
+        raise SourceError(f"{ref}: JSON nested too deeply") from None
     except ValueError as e:  # the message carries a position, never the content
         raise SourceError(f"{ref}: not valid JSON (line {e.lineno} column {e.colno})"
                           if hasattr(e, "lineno") else f"{ref}: not valid JSON") from None

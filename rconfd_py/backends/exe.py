@@ -39,5 +39,8 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
         raise SourceError(f"{ref}: cannot run {argv[0]}: {e.strerror}") from None
     if proc.returncode != 0:
         raise SourceError(f"{ref}: exited with status {proc.returncode}")
-    text = proc.stdout.decode("utf-8", "replace").strip()
+    try:
+        text = proc.stdout.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SourceError(f"{ref}: output is not UTF-8 text") from None
     return Secret(ref=ref, value=decode(ref, text), fetched_at=time.time())
