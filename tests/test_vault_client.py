@@ -20,6 +20,11 @@ from rconfd_py.vault.client import VaultClient, api_base
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: list = []
+    connections = 0  # one handler instance per TCP connection
+
+    def setup(self):
+        Handler.connections += 1
+        super().setup()
 
     def log_message(self, *a):
         pass
@@ -100,9 +105,12 @@ def test_token_namespace_body_and_list_as_get(server):
 
 def test_keep_alive_survives_server_side_close_and_chunked_answers(server):
     c = VaultClient(server)
+    before = Handler.connections
     assert c.request("GET", "close") == {"data": {"n": 1}}  # server closes after answering
-    assert c.request("GET", "chunked")["data"]["big"] == "x" * 1000
-    assert c.request("GET", "a") == {"data": {"path": "/v1/a"}}  # same connection reused
+    assert c.request("GET", "chunked")["data"]["big"] == "x" * 1000  # a new connection
+    assert c.request("GET", "a") == {"data": {"path": "/v1/a"}}  # that one, kept alive
+    assert c.request("GET", "b") == {"data": {"path": "/v1/b"}}
+    assert Handler.connections - before == 2
 
 
 @pytest.mark.parametrize("status,transient", [(500, True), (503, True), (429, True),
