@@ -36,6 +36,7 @@ class Engine:
         self.writer = Writer()
         self.readiness = notify.Readiness(settings.ready_fd)
         self._client = None
+        self._owners: dict = {}  # template -> Owner | None, resolved at its first write
 
     # -- fetch ---------------------------------------------------------------------------
     @property
@@ -109,7 +110,9 @@ class Engine:
         return {output_path(t.dir, name): data for name, data in files.items()}
 
     def write(self, t: TemplateConf, files: dict[Path, bytes]) -> WriteResult:
-        result = self.writer.write(files, t.mode, resolve_owner(t.user))
+        if t not in self._owners:
+            self._owners[t] = resolve_owner(t.user)
+        result = self.writer.write(files, t.mode, self._owners[t])
         for path in result.changed:
             log.info("%s: wrote %s", t.label, path)
         return result

@@ -22,7 +22,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._by_key: dict[object, frozenset[str]] = {}
-        self._values: tuple[str, ...] = ()  # longest first
+        self._values: tuple[str, ...] | None = ()  # longest first; None: rebuild
         self._lock = threading.Lock()
 
     def add(self, key: object, value: object) -> None:
@@ -32,13 +32,17 @@ class Redactor:
             return
         with self._lock:
             self._by_key[key] = leaves
-            every = set().union(*self._by_key.values())
-            self._values = tuple(sorted(every, key=len, reverse=True))
+            self._values = None  # rebuilt at the next log line, not at each of 1,000 fetches
 
     def redact(self, text: str) -> str:
         # substring tests, no regex: a pattern over thousands of values costs more to
         # recompile at each renewal than these tests cost per log line
-        for v in self._values:
+        values = self._values
+        if values is None:
+            with self._lock:
+                every = set().union(*self._by_key.values())
+                values = self._values = tuple(sorted(every, key=len, reverse=True))
+        for v in values:
             if v in text:
                 text = text.replace(v, MASK)
         return text
