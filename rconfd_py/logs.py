@@ -7,10 +7,10 @@ and masked in the final formatted text.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
+from json.encoder import encode_basestring, encode_basestring_ascii
 
 MASK = "<redacted>"
 MIN_LEN = 4  # shorter strings ("true", ports) would mask ordinary words
@@ -18,21 +18,25 @@ MIN_LEN = 4  # shorter strings ("true", ports) would mask ordinary words
 
 class Redactor:
     """The secret strings to mask, by owner: registering a secret again replaces its old values
-    (a renewed credential), so the set stays as large as what the process holds."""
+    (a renewed credential), so the set stays as large as what the process holds.
+
+    Registering is cheap (the daemon re-registers a certificate at every renewal): the strings
+    of a value are worked out only when the next log line needs them, once per new value."""
 
     def __init__(self) -> None:
-        self._by_key: dict[object, frozenset[str]] = {}
+        self._raw: dict[object, object] = {}  # key -> value as registered
+        self._strings: dict[object, frozenset[str]] = {}  # key -> its strings, once needed
         self._values: tuple[str, ...] | None = ()  # longest first; None: rebuild
         self._lock = threading.Lock()
 
     def add(self, key: object, value: object) -> None:
         """Register every string leaf of `value` (nested dicts and lists included) as `key`'s."""
-        leaves = frozenset(_leaves(value))
-        if self._by_key.get(key) == leaves:
-            return
         with self._lock:
-            self._by_key[key] = leaves
-            self._values = None  # rebuilt at the next log line, not at each of 1,000 fetches
+            if key in self._raw and self._raw[key] == value:
+                return
+            self._raw[key] = value
+            self._strings.pop(key, None)
+            self._values = None
 
     def redact(self, text: str) -> str:
         # substring tests, no regex: a pattern over thousands of values costs more to
@@ -40,7 +44,10 @@ class Redactor:
         values = self._values
         if values is None:
             with self._lock:
-                every = set().union(*self._by_key.values())
+                for key, value in self._raw.items():
+                    if key not in self._strings:
+                        self._strings[key] = frozenset(_leaves(value))
+                every = set().union(*self._strings.values())
                 values = self._values = tuple(sorted(every, key=len, reverse=True))
         for v in values:
             if v in text:
@@ -58,8 +65,10 @@ def _leaves(value: object):
             part = part.strip()
             if len(part) >= MIN_LEN:
                 yield part
+                if part.isascii() and part.isprintable() and '"' not in part and "\\" not in part:
+                    continue  # JSON prints it as it is (base64, PEM lines, most passwords)
                 # as a JSON or jsonnet message would print it: quotes, backslashes escaped
-                for escaped in (json.dumps(part)[1:-1], json.dumps(part, ensure_ascii=False)[1:-1]):
+                for escaped in (encode_basestring_ascii(part)[1:-1], encode_basestring(part)[1:-1]):
                     if escaped != part:
                         yield escaped
     elif isinstance(value, dict):
@@ -81,6 +90,10 @@ class RedactingFormatter(logging.Formatter):
 def setup(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("rconfd-py: %(levelname)s: %(message)s"))
+    # the format uses none of the caller's file/line, thread or process: not collecting them
+    # spares a stack walk and three lookups per log line
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
