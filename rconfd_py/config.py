@@ -37,6 +37,7 @@ class TemplateConf:
         "hooks",
         "mode",
         "name",
+        "refs",
         "reload",
         "reload_signal",
         "secrets",
@@ -56,13 +57,10 @@ class TemplateConf:
         self.mode = mode
         self.user = user
         self.secrets = secrets  # (ref, variable name)
+        self.refs = tuple(ref for ref, _ in secrets)
         self.hooks = hooks  # kind -> argv
         self.reload = reload  # s6 service dirs to signal when files change
         self.reload_signal = reload_signal
-
-    @property
-    def refs(self) -> tuple[SecretRef, ...]:
-        return tuple(ref for ref, _ in self.secrets)
 
     @property
     def label(self) -> str:
