@@ -2,8 +2,13 @@
 only when the content changed.
 
 All files of one template are staged first (temp file in the destination dir, fchmod, fchown,
-write, fsync) and renamed into place only once every one of them is staged, then each directory
-is fsynced. A failure while staging removes the temp files and leaves what is on disk untouched.
+write, fsync) and renamed into place only once every one of them is staged. A failure while
+staging removes the temp files and leaves what is on disk untouched.
+
+The directory is not fsynced after the rename: that would make the *new name* survive a host
+crash, and nothing needs it to — every start of rconfd-py re-renders and rewrites any file that
+differs before it signals readiness. What a crash must never leave is a torn file under the
+final name; the data fsync before the rename guarantees that (as consul-template does).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import os
 from collections import namedtuple
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import OutputError
@@ -40,6 +46,7 @@ def resolve_owner(user: str | None) -> Owner | None:
     return Owner(pw.pw_uid, pw.pw_gid)
 
 
+@lru_cache(maxsize=4096)  # the daemon renders the same names again and again
 def output_path(base: Path, name: str) -> Path:
     """An output key of a template: absolute, or relative to the template's `dir`."""
     return Path(os.path.normpath(name if name.startswith("/") else base / name))
@@ -68,11 +75,17 @@ class Writer:
         for path, data in files.items():
             digest = hashlib.sha256(data).digest()
             known = self._sums.get(path)
-            existed = path.exists() or path.is_symlink()
+            try:
+                st = os.stat(path)
+            except OSError as e:  # absent, or a symlink to nowhere (replaced, not followed)
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    raise OutputError(f"cannot write {path}: {e.strerror}") from None
+                st = None
+            existed = st is not None or os.path.islink(path)
             if known is None and existed:
                 known = _file_digest(path)
-            if known == digest and existed:
-                _fix_metadata(path, mode, owner)
+            if known == digest and st is not None:
+                _fix_metadata(path, st, mode, owner)
                 self._sums[path] = digest
                 continue
             todo.append((path, data, digest))
@@ -87,8 +100,6 @@ class Writer:
         except OSError as e:
             _cleanup(staged)
             raise OutputError(f"cannot replace {path}: {e.strerror}") from None
-        for d in {p.parent for p in result.changed}:
-            _fsync_dir(d)
         return result
 
     def forget(self, path: Path) -> None:
@@ -101,13 +112,18 @@ class Writer:
         path = None
         try:
             for path, data, _ in todo:
+                tmp = os.path.join(os.path.dirname(path),
+                                   f".{path.name}.{os.urandom(4).hex()}{TMP_SUFFIX}")
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                 try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                except FileExistsError:  # a file stands where a directory is needed
-                    raise OutputError(f"cannot write {path}: {path.parent} is not a directory"
-                                      ) from None
-                tmp = str(path.parent / f".{path.name}.{os.urandom(4).hex()}{TMP_SUFFIX}")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+                    fd = os.open(tmp, flags, mode)
+                except (FileNotFoundError, NotADirectoryError):  # no directory yet
+                    try:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                    except (FileExistsError, NotADirectoryError):  # a file stands there
+                        raise OutputError(f"cannot write {path}: {path.parent} is not a "
+                                          f"directory") from None
+                    fd = os.open(tmp, flags, mode)
                 staged.append(tmp)
                 try:
                     os.fchmod(fd, mode)  # the umask narrowed what open() applied
@@ -137,9 +153,8 @@ def _file_digest(path: Path) -> bytes | None:
         return None
 
 
-def _fix_metadata(path: Path, mode: int, owner: Owner | None) -> None:
+def _fix_metadata(path: Path, st: os.stat_result, mode: int, owner: Owner | None) -> None:
     try:
-        st = path.stat()
         if st.st_mode & 0o7777 != mode:
             os.chmod(path, mode)
         if owner is not None and (st.st_uid, st.st_gid) != (owner.uid, owner.gid):
@@ -154,17 +169,3 @@ def _cleanup(paths: list[str]) -> None:
             os.unlink(p)
         except OSError:
             pass
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.EROFS):
-            log.warning("cannot fsync %s: %s", directory, e.strerror)
-    finally:
-        os.close(fd)

@@ -46,10 +46,20 @@ def test_failure_while_staging_touches_nothing(tmp_path):
     good.write_bytes(b"old\n")
     blocker = tmp_path / "file"
     blocker.write_text("not a dir")
-    with pytest.raises(OutputError, match="cannot write .*file/x.conf"):
-        Writer().write({good: b"new\n", blocker / "x.conf": b"x"}, 0o600, None)
+    for bad in (blocker / "x.conf", blocker / "sub" / "x.conf"):
+        with pytest.raises(OutputError, match=f"cannot write {bad}: .* is not a directory"):
+            Writer().write({good: b"new\n", bad: b"x"}, 0o600, None)
     assert good.read_bytes() == b"old\n"
     assert leftovers(tmp_path) == []
+
+
+def test_a_directory_removed_under_a_running_writer_is_made_again(tmp_path):
+    w = Writer()
+    a = tmp_path / "d" / "a.conf"
+    w.write({a: b"one\n"}, 0o640, None)
+    (tmp_path / "d" / "a.conf").unlink()
+    (tmp_path / "d").rmdir()
+    assert w.write({a: b"two\n"}, 0o640, None).changed == [a] and a.read_bytes() == b"two\n"
 
 
 def test_rename_replaces_a_symlink_not_its_target(tmp_path):
