@@ -24,6 +24,7 @@ class VaultClient:
     def __init__(self, url: str, *, cacert: str | None = None, namespace: str | None = None,
                  timeout: float = 10.0):
         self.base = api_base(url)
+        self._quoted: dict[str, str] = {}
         headers = {"X-Vault-Request": "true"}
         if namespace:
             headers["X-Vault-Namespace"] = namespace
@@ -47,7 +48,9 @@ class VaultClient:
         method = method.upper()
         if method == "LIST":  # same as the LIST verb, but passes every proxy
             method, params = "GET", {**(params or {}), "list": "true"}
-        target = "/" + quote(path, safe="/-_.~")
+        target = self._quoted.get(path)
+        if target is None:  # the same few paths again and again: quoted once
+            target = self._quoted[path] = "/" + quote(path, safe="/-_.~")
         if params:
             target += "?" + urlencode(params)
         where = f"{method} /v1/{path}"
@@ -63,7 +66,7 @@ class VaultClient:
         if resp.status == 204:
             return {}
         try:
-            data = json.loads(resp.body) if resp.body else None
+            data = json.loads(resp.body.decode()) if resp.body else None  # str: no sniffing
         except ValueError:
             data = None
         if 200 <= resp.status < 300 and isinstance(data, dict):

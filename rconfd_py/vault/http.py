@@ -43,8 +43,11 @@ class HTTPClient:
         self.timeout = timeout
         host_header = self.host if ":" not in self.host else f"[{self.host}]"
         default_port = 443 if self.tls else 80
-        self._host_header = host_header + ("" if self.port == default_port else f":{self.port}")
-        self._headers = dict(headers or {})
+        host_header += "" if self.port == default_port else f":{self.port}"
+        # the header lines every request carries, joined once
+        self._common = "".join(f"{k}: {v}\r\n" for k, v in {
+            "Host": host_header, "Accept": "application/json", "Connection": "keep-alive",
+            **(headers or {})}.items())
         self._cafile = cafile
         self._ssl = None
         self._local = threading.local()
@@ -71,19 +74,20 @@ class HTTPClient:
     def close(self) -> None:
         sock = getattr(self._local, "sock", None)
         if sock is not None:
-            self._local.sock = None
+            reader, self._local.sock, self._local.reader = self._local.reader, None, None
+            reader.close()  # the socket's file descriptor is closed with the last of the two
             sock.close()
 
     def request(self, method: str, path: str, *, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float | None = None
                 ) -> Response:
         timeout = self.timeout if timeout is None else timeout
-        lines = [f"{method} {self.prefix}{path} HTTP/1.1", f"Host: {self._host_header}",
-                 "Accept: application/json", "Connection: keep-alive"]
-        lines += [f"{k}: {v}" for k, v in {**self._headers, **(headers or {})}.items()]
+        head = f"{method} {self.prefix}{path} HTTP/1.1\r\n{self._common}"
+        if headers:
+            head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         if body is not None:
-            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        data = (head + "\r\n").encode("latin-1") + (body or b"")
         reused = getattr(self._local, "sock", None) is not None
         try:
             return self._exchange(data, timeout, method)
@@ -98,19 +102,19 @@ class HTTPClient:
         fresh = sock is None
         if fresh:
             sock = self._local.sock = self._connect(timeout)
+            # one buffered reader for the life of the connection: an answer is read whole
+            # before the next request is sent, so nothing is left in it between requests
+            self._local.reader = sock.makefile("rb")
+        reader = self._local.reader
         sock.settimeout(timeout)
         got_bytes = False
         try:
             sock.sendall(data)
-            reader = sock.makefile("rb")
-            try:
-                status_line = reader.readline(65537)
-                got_bytes = bool(status_line)
-                if not status_line:
-                    raise _Stale()
-                resp, keep = _read_response(reader, status_line, method)
-            finally:
-                reader.close()
+            head = _read_head(reader)
+            got_bytes = bool(head)
+            if not head:
+                raise _Stale()
+            resp, keep = _read_response(reader, head, method)
         except _Stale:
             self.close()
             if fresh:
@@ -134,23 +138,37 @@ class _Stale(Exception):
     """The reused connection was closed before any answer."""
 
 
-def _read_response(reader, status_line: bytes, method: str) -> tuple[Response, bool]:
+def _read_head(reader) -> list[str]:
+    """The status line and header lines ([] when the connection was closed before any byte).
+    Usually the whole head is in the first segment: one search and one read, not a readline
+    per header."""
+    buffered = reader.peek(65536)
+    end = buffered.find(b"\r\n\r\n")
+    if end >= 0:
+        return reader.read(end + 4).decode("latin-1").split("\r\n")[:-2]
+    lines: list[str] = []
+    for _ in range(MAX_HEADER_LINES):
+        line = reader.readline(65537)
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+        lines.append(line.decode("latin-1").rstrip("\r\n"))
+    raise ValueError("too many header lines")
+
+
+def _read_response(reader, head: list[str], method: str) -> tuple[Response, bool]:
     try:
-        version, status, *reason = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+        version, status, *reason = head[0].split(" ", 2)
         code = int(status)
     except ValueError:
         raise ValueError("malformed HTTP status line") from None
     if not version.startswith("HTTP/1."):
         raise ValueError(f"unsupported protocol {version!r}")
-    headers: dict[str, str] = {}
-    for _ in range(MAX_HEADER_LINES):
-        line = reader.readline(65537)
-        if line in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    else:
+    if len(head) > MAX_HEADER_LINES:
         raise ValueError("too many header lines")
+    headers: dict[str, str] = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
     keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
     if method == "HEAD" or code in (204, 304) or 100 <= code < 200:
         body = b""
