@@ -10,7 +10,8 @@ After the first pass (engine.first_pass) the daemon owns a timer per thing that 
   85-90 % of a non-renewable lease, a certificate's lifetime, or a short renewal grant.
 - ("poll",): with --poll, re-read static secrets and re-render on real change.
 - ("flush",): render the templates whose secrets changed, write what changed, then one
-  `modified` hook and one s6 reload per template: a burst of changes is one flush.
+  `modified` hook and one s6 reload per template: a burst of changes is one flush. It runs
+  FLUSH_DELAY after the first change, or at once when no other timer falls before that.
 
 The loop sleeps in select() until the next deadline or a signal: no polling, no threads.
 Transient Vault failures are retried with backoff (vault/leases.py); files are never touched
@@ -27,7 +28,6 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from contextlib import contextmanager
 
 from .config import load_config
 from .engine import Engine
@@ -46,6 +46,24 @@ PERMANENT_CAP = 60.0  # retry spacing for errors that need an operator (403 on a
 
 class Stop(BaseException):
     """Raised from the signal handler to abandon a blocked Vault call on SIGTERM/SIGINT."""
+
+
+class _VaultCall:
+    """The context of Daemon._vault_call (one object, reused: no generator per call)."""
+
+    __slots__ = ("daemon",)
+
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+
+    def __enter__(self) -> None:
+        self.daemon._interruptible = True  # first: a SIGTERM from now on raises Stop
+        if self.daemon.stopping:
+            self.daemon._interruptible = False
+            raise Stop()
+
+    def __exit__(self, *exc) -> None:
+        self.daemon._interruptible = False
 
 
 class Timers:
@@ -74,6 +92,11 @@ class Timers:
     def next_deadline(self) -> float | None:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
+
+    def first(self) -> Hashable | None:
+        """The key due first."""
+        self._drop_stale()
+        return self._heap[0][2] if self._heap else None
 
     def pop_due(self, now: float) -> list[Hashable]:
         due = []
@@ -120,6 +143,7 @@ class Daemon:
         self.reload_requested = False
         self._interruptible = False
         self._wake_r = self._wake_w = -1
+        self._vault_call_marker = _VaultCall(self)
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -146,6 +170,8 @@ class Daemon:
                     self._dispatch(key)
                     if self.stopping:
                         break
+                if self.timers.first() == ("flush",) and not self.stopping:
+                    self._dispatch(("flush",))  # no timer can join this burst: no extra wake-up
                 if not self.stopping:
                     self._sleep()
         except Stop:
@@ -266,16 +292,10 @@ class Daemon:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
-    @contextmanager
-    def _vault_call(self):
-        """Mark a blocking Vault call: SIGTERM may abandon it (never a file write)."""
-        self._interruptible = True
-        try:
-            if self.stopping:
-                raise Stop()
-            yield
-        finally:
-            self._interruptible = False
+    def _vault_call(self) -> _VaultCall:
+        """`with self._vault_call():` marks a blocking Vault call: SIGTERM may abandon it
+        (never a file write)."""
+        return self._vault_call_marker
 
     # -- scheduling ------------------------------------------------------------------------
     def _schedule_all(self) -> None:
@@ -482,7 +502,10 @@ class Daemon:
         else:
             self.tracked.pop(ref, None)
         if old is None or old.value != secret.value:
-            log.info("%s: new secret%s", ref, " (re-issued)" if forced else "")
+            if forced:
+                log.info("%s: new secret (re-issued)", ref)
+            else:  # a planned rotation: at info, its "wrote" line says what changed
+                log.debug("%s: new secret", ref)
             self._mark_dirty(ref)
 
     def _poll(self) -> None:

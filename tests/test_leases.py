@@ -72,6 +72,6 @@ def test_timers_replace_cancel_and_pop_in_order():
     t.set("a", 1)  # rescheduled: the old deadline is dropped
     t.set("c", 2)
     t.cancel("c")
-    assert t.next_deadline() == 1
+    assert t.next_deadline() == 1 and t.first() == "a"
     assert t.pop_due(4) == ["a", "b"]
-    assert t.next_deadline() is None and "a" not in t
+    assert t.next_deadline() is None and "a" not in t and t.first() is None
