@@ -19,9 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--runs", type=int, default=7, help="interleaved runs per tool (7)")
     p.add_argument("--daemon-seconds", type=float, default=120, help="daemon run length (120)")
+    p.add_argument("--daemon-runs", type=int, default=3,
+                   help="interleaved daemon runs per tool (3)")
     p.add_argument("--scale", default="1,10,100,1000", help="template counts (1,10,100,1000)")
     p.add_argument("--only", default=",".join(SCENARIOS), help="scenarios to run")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--python", help="interpreter to run rconfd-py on (default: the "
+                   "distribution's /usr/bin/python3 when it can make a venv, else this one)")
     args = p.parse_args(argv)
     only = args.only.split(",")
     if not postgres.available():
@@ -31,14 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rconfd-bench-") as tmp:
         work = Path(tmp)
         print("installing rconfd-py from its wheel in a fresh venv ...", flush=True)
-        tools.install(work)
+        results["python"] = tools.install(work, args.python)
+        print(f"rconfd-py runs on {results['python']}", flush=True)
         with start(work / "stack", postgres=True, audit=True) as stack:
             if "oneshot" in only:
                 print(f"one-shot: {args.runs} interleaved runs per tool ...", flush=True)
                 results["oneshot"] = oneshot.run(stack, work, args.runs)
             if "daemon" in only:
-                print(f"daemon: {args.daemon_seconds:.0f} s per tool ...", flush=True)
-                results["daemon"] = daemon.run(stack, work, args.daemon_seconds)
+                print(f"daemon: {args.daemon_runs} x {args.daemon_seconds:.0f} s per tool ...",
+                      flush=True)
+                results["daemon"] = daemon.run(stack, work, args.daemon_seconds,
+                                               args.daemon_runs)
             if "scale" in only:
                 sizes = [int(n) for n in args.scale.split(",")]
                 print(f"scale: {sizes} templates ...", flush=True)

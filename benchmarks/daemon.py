@@ -1,6 +1,6 @@
 """Scenario 2: daemon for a fixed time with short TTLs — RSS, CPU after the first render, Vault
 requests (file audit device), database credentials minted, and whether every rendered
-credential was live at every second."""
+credential was live at every second. The two tools alternate, `runs` times each."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class DaemonResult:
     minted: int
     samples: int
     dead_samples: int
+    cpu_method: str
 
 
 def audit_paths(log: Path) -> list[str]:
@@ -40,16 +41,18 @@ def audit_paths(log: Path) -> list[str]:
 def run_one(name: str, argv: list[str], out: Path, stack, seconds: float) -> DaemonResult:
     shutil.rmtree(out, ignore_errors=True)
     before = len(audit_paths(stack.audit_log))
+    meter = measure.CpuMeter(name.replace(" ", "-"))
     t0 = time.time()
-    proc = subprocess.Popen(argv, env=tools.env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(meter.wrap(argv), env=tools.env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    meter.pid = proc.pid
     try:
         while not all((out / f).exists() for f in ("kv.txt", "db.json", "cert.pem")):
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited {proc.returncode} before rendering")
             time.sleep(0.02)
         first = time.time() - t0
-        cpu0 = measure.cpu_seconds(proc.pid)
+        cpu0 = meter.seconds()
         samples = dead = 0
         end = time.time() + seconds
         while time.time() < end:
@@ -61,7 +64,7 @@ def run_one(name: str, argv: list[str], out: Path, stack, seconds: float) -> Dae
             dead += not ok
             time.sleep(1)
         rss = measure.rss_mb(proc.pid)
-        cpu = measure.cpu_seconds(proc.pid) - cpu0
+        cpu = meter.seconds() - cpu0
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -69,10 +72,11 @@ def run_one(name: str, argv: list[str], out: Path, stack, seconds: float) -> Dae
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        meter.close()
     paths = audit_paths(stack.audit_log)[before:]
     return DaemonResult(seconds, first, rss, cpu, len(paths),
                         sum(p.startswith("auth/jwt/login") for p in paths),
-                        paths.count(tools.DB), samples, dead)
+                        paths.count(tools.DB), samples, dead, meter.method)
 
 
 def _user(path: Path) -> str | None:
@@ -84,7 +88,7 @@ def _user(path: Path) -> str | None:
     return None
 
 
-def run(stack, work: Path, seconds: float) -> dict[str, DaemonResult]:
+def run(stack, work: Path, seconds: float, runs: int = 1) -> dict[str, list[DaemonResult]]:
     jwt = stack.write_jwt(work / "jwt-daemon")
     out_r, out_a = work / "daemon-rconfd", work / "daemon-agent"
     contenders = {
@@ -93,5 +97,9 @@ def run(stack, work: Path, seconds: float) -> dict[str, DaemonResult]:
         "bao agent": (tools.agent_argv(tools.agent_config(work, out_a, stack.addr, jwt,
                                                           exit_after_auth=False)), out_a),
     }
-    return {name: run_one(name, argv, out, stack, seconds)
-            for name, (argv, out) in contenders.items()}
+    results: dict[str, list[DaemonResult]] = {name: [] for name in contenders}
+    for i in range(runs):
+        for name, (argv, out) in contenders.items():
+            print(f"  {name} run {i + 1}/{runs} ...", flush=True)
+            results[name].append(run_one(name, argv, out, stack, seconds))
+    return results

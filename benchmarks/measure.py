@@ -50,7 +50,55 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_seconds(pid: int) -> float:
+class CpuMeter:
+    """CPU seconds of a process tree from its start: every thread (exited ones included) and
+    every child (hooks, `exe` secrets).
+
+    A cgroup v1 `cpuacct` group of its own when this machine lets us make one (root): the
+    kernel's nanosecond count for all its tasks. Otherwise the sum of /proc/PID/task/*/schedstat
+    (live threads only: a thread that ran and exited is not counted) — the report says which.
+    Start the process with `wrap(argv)` so it is in the group from its first instruction."""
+
+    ROOT = "/sys/fs/cgroup/cpuacct"
+
+    def __init__(self, name: str):
+        self.group: str | None = None
+        self.pid: int | None = None
+        path = os.path.join(self.ROOT, f"rconfd-bench-{name}-{os.getpid()}")
+        try:
+            os.mkdir(path)
+            self.group = path
+        except OSError:
+            pass
+
+    @property
+    def method(self) -> str:
+        return "cgroup cpuacct" if self.group else "schedstat of live threads"
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """argv run by a shell that first moves itself into the group, then execs (same PID;
+        a Popen preexec_fn is not safe in this threaded harness)."""
+        if not self.group:
+            return argv
+        procs = os.path.join(self.group, "cgroup.procs")
+        return ["/bin/sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh", *argv]
+
+    def seconds(self) -> float:
+        if self.group:
+            with open(os.path.join(self.group, "cpuacct.usage")) as f:
+                return int(f.read()) / 1e9
+        assert self.pid is not None, "set .pid to the process to measure"
+        return live_threads_cpu(self.pid)
+
+    def close(self) -> None:
+        if self.group:
+            try:
+                os.rmdir(self.group)  # empty once the measured processes have exited
+            except OSError:
+                pass
+
+
+def live_threads_cpu(pid: int) -> float:
     """CPU time of a live process: the scheduler's nanosecond on-CPU time summed over its
     threads (/proc/PID/task/*/schedstat). utime/stime in /proc/PID/stat are sampled at each
     10 ms tick, too coarse for a daemon that uses a few milliseconds a minute."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def ratio(a: float, b: float) -> str:
 def write(results: dict, out_dir: Path) -> Path:
     lines = [f"# rconfd-py vs OpenBao Agent — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
              "", f"Machine: {machine()}", "",
+             f"rconfd-py ran on: {results.get('python', sys.executable)}", "",
              "Ratios are rconfd-py ÷ agent (lower is better for rconfd-py). Medians with "
              "min–max; the two tools interleaved A B A B.", ""]
     if "oneshot" in results:
@@ -55,19 +57,22 @@ def write(results: dict, out_dir: Path) -> Path:
     if "daemon" in results:
         d = results["daemon"]
         r, a = d["rconfd-py"], d["bao agent"]
-        lines += [f"## Daemon, {r.seconds:.0f} s (db lease 10 s / max 60 s, pki 10 s, "
-                  "token 20 s / max 60 s)", "",
+        lines += [f"## Daemon, {r[0].seconds:.0f} s (db lease 10 s / max 60 s, pki 10 s, "
+                  "token 20 s / max 60 s)",
+                  f"({len(r)} runs each; CPU measured with {r[0].cpu_method})", "",
                   "| metric | rconfd-py | bao agent | ratio |", "|---|---|---|---|"]
         for label, get, fmt in (("first render (s)", "first_render", "{:.2f}"),
                                 ("RSS at the end (MB)", "rss_end_mb", "{:.1f}"),
                                 ("CPU after first render (s)", "cpu_after_first", "{:.3f}"),
-                                ("Vault requests", "requests", "{:d}"),
-                                ("of which logins", "logins", "{:d}"),
-                                ("database credentials minted", "minted", "{:d}")):
-            rv, av = getattr(r, get), getattr(a, get)
-            lines.append(f"| {label} | {fmt.format(rv)} | {fmt.format(av)} | {ratio(rv, av)} |")
-        lines.append(f"| rendered credential live, samples | {r.samples - r.dead_samples}/"
-                     f"{r.samples} | {a.samples - a.dead_samples}/{a.samples} | |")
+                                ("Vault requests", "requests", "{:.0f}"),
+                                ("of which logins", "logins", "{:.0f}"),
+                                ("database credentials minted", "minted", "{:.0f}")):
+            rv, av = [getattr(x, get) for x in r], [getattr(x, get) for x in a]
+            lines.append(f"| {label} | {summary(rv, fmt)} | {summary(av, fmt)} | "
+                         f"{ratio(median(rv), median(av))} |")
+        live = [f"{sum(x.samples - x.dead_samples for x in v)}/{sum(x.samples for x in v)}"
+                for v in (r, a)]
+        lines.append(f"| rendered credential live, samples | {live[0]} | {live[1]} | |")
         lines.append("")
     if "scale" in results:
         lines += ["## Scale: one rconfd-py daemon, N templates × N distinct kv secrets", "",

@@ -35,17 +35,51 @@ AGENT_TEMPLATES = {
 RCONFD = [sys.executable, "-m", "rconfd_py"]  # replaced by install() with the installed script
 
 
-def install(work: Path) -> None:
-    """Measure rconfd-py as it ships: built as a wheel and installed in a fresh venv, run by its
-    console script (the dev venv's editable install adds ~20 ms of import hooks)."""
+DISTRO_PYTHON = "/usr/bin/python3"
+
+
+def pick_python(requested: str | None) -> str:
+    """The interpreter rconfd-py runs on: the one asked for; else the distribution's python3,
+    which is what the images ship (Alpine's or Debian's package, not a source build like
+    pyenv's), when it can make a venv (Debian: python3-venv); else this one."""
+    if requested:
+        return requested
+    if os.access(DISTRO_PYTHON, os.X_OK):
+        probe = subprocess.run([DISTRO_PYTHON, "-c", "import ensurepip, venv"],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return DISTRO_PYTHON
+    return sys.executable
+
+
+def describe_python(python: str) -> str:
+    """`path (Python X.Y.Z, static|shared libpython)` for the report."""
+    code = ("import platform, sysconfig; print(platform.python_version(), "
+            "'shared' if sysconfig.get_config_var('Py_ENABLE_SHARED') else 'static')")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True).stdout.split()
+    if len(out) != 2:
+        return python
+    # Py_ENABLE_SHARED describes the build, not the binary: Debian ships a static executable
+    # next to its libpython; ldd tells which one this is
+    ldd = subprocess.run(["ldd", os.path.realpath(python)], capture_output=True, text=True)
+    linked = "shared libpython" if "libpython" in ldd.stdout else "static libpython"
+    return f"{python} (Python {out[0]}, {linked})"
+
+
+def install(work: Path, python: str | None = None) -> str:
+    """Measure rconfd-py as it ships: built as a wheel and installed in a fresh venv of the
+    chosen interpreter, run by its console script (the dev venv's editable install adds ~20 ms
+    of import hooks). Return a description of the interpreter."""
+    python = pick_python(python)
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                     str(work / "wheels"), str(ROOT)], check=True, capture_output=True)
     wheel = next((work / "wheels").glob("rconfd_py-*.whl"))
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True,
                    capture_output=True)
     RCONFD[:] = [str(venv / "bin" / "rconfd-py")]
+    return describe_python(python)
 
 
 def rconfd_argv(cfg: Path, addr: str, jwt: Path, *extra: str) -> list[str]:

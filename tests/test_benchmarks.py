@@ -28,3 +28,15 @@ def test_the_engine_template_renders_its_five_files():
     jpath = [str(TEMPLATE.parent.parent.parent / "templates" / "lib")]
     files = render(TEMPLATE, SECRETS, jpath, "rjsonnet")
     assert set(files) == {"config.json", "app.ini", "app.yaml", "app.env", "upstreams.conf"}
+
+
+def test_a_short_daemon_round_measures_both_tools(tmp_path, stack, pg):
+    from benchmarks import daemon
+
+    results = daemon.run(stack, tmp_path, seconds=2, runs=1)
+    for name in ("rconfd-py", "bao agent"):
+        (r,) = results[name]
+        assert r.cpu_after_first >= 0 and r.rss_end_mb > 1 and r.samples >= 1
+        assert r.dead_samples == 0 and r.logins == 1 and r.minted == 1
+    text = report.write({"daemon": results}, tmp_path / "results").read_text()
+    assert "| CPU after first render (s) |" in text and "1 runs each" in text
