@@ -55,28 +55,39 @@ class Redactor:
         return text
 
 
-def _leaves(value: object):
+def _leaves(value: object, out: list[str] | None = None) -> list[str]:
+    """The strings to mask for `value`: each string leaf, each of its lines, and each as a JSON
+    or jsonnet message would print it (quotes, backslashes, control and non-ASCII characters
+    escaped)."""
+    out = [] if out is None else out
     if isinstance(value, bool) or value is None:
-        return
+        return out
     if isinstance(value, (int, float)):
         value = str(value)  # a PIN or numeric password printed by a template
     if isinstance(value, str):
-        for part in (value, *value.splitlines()):
-            part = part.strip()
-            if len(part) >= MIN_LEN:
-                yield part
-                if part.isascii() and part.isprintable() and '"' not in part and "\\" not in part:
-                    continue  # JSON prints it as it is (base64, PEM lines, most passwords)
-                # as a JSON or jsonnet message would print it: quotes, backslashes escaped
-                for escaped in (encode_basestring_ascii(part)[1:-1], encode_basestring(part)[1:-1]):
-                    if escaped != part:
-                        yield escaped
+        lines = value.splitlines()
+        parts = [value.strip(), *[ln.strip() for ln in lines]] if len(lines) > 1 else [
+            value.strip()]
+        parts = [p for p in parts if len(p) >= MIN_LEN]
+        out += parts
+        if (value.isascii() and '"' not in value and "\\" not in value
+                and "".join(lines).isprintable()):
+            # the common case (passwords, tokens, PEM): lines print as they are; only the
+            # multi-line whole has an escaped form (its newlines), the same in both encodings
+            if len(lines) > 1 and parts and parts[0] == value.strip():
+                out.append(encode_basestring(parts[0])[1:-1])
+            return out
+        for part in parts:
+            for escaped in (encode_basestring_ascii(part)[1:-1], encode_basestring(part)[1:-1]):
+                if escaped != part:
+                    out.append(escaped)
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _leaves(v)
+            _leaves(v, out)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _leaves(v)
+            _leaves(v, out)
+    return out
 
 
 redactor = Redactor()
