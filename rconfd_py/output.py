@@ -75,6 +75,10 @@ class Writer:
         for path, data in files.items():
             digest = hashlib.sha256(data).digest()
             known = self._sums.get(path)
+            if known is not None and known != digest:  # ours, and changed: no need to look
+                todo.append((path, data, digest))
+                result.replaced.append(path)
+                continue
             try:
                 st = os.stat(path)
             except OSError as e:  # absent, or a symlink to nowhere (replaced, not followed)
