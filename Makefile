@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Benchmarks against OpenBao Agent (~10 min): writes benchmarks/results/latest.md and scale.png.
+# Benchmarks against OpenBao Agent (~20 min): writes benchmarks/results/latest.md and scale.png.
 bench: $(STAMP)
 	@test -x /usr/bin/time || { test "$$(id -u)" = 0 && apt-get install -y -qq time >/dev/null; }
 	$(PY) -m pip install -q -e '.[bench]'

@@ -27,7 +27,8 @@ def machine() -> str:
 
     bao = subprocess.run([find_bao(), "version"], capture_output=True, text=True).stdout.strip()
     return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}, "
+            f"harness Python {platform.python_version()}, "
             f"{bao}")
 
 
