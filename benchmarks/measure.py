@@ -81,14 +81,23 @@ class CpuMeter:
         if not self.group:
             return argv
         procs = os.path.join(self.group, "cgroup.procs")
-        return ["/bin/sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh", *argv]
+        return ["/bin/sh", "-c", f'echo $$ 2>/dev/null > "{procs}"; exec "$@"', "sh", *argv]
 
     def seconds(self) -> float:
+        if self.group and not self._joined():
+            self.close()  # the move was refused (a read-only or delegated hierarchy)
+            self.group = None
         if self.group:
             with open(os.path.join(self.group, "cpuacct.usage")) as f:
                 return int(f.read()) / 1e9
         assert self.pid is not None, "set .pid to the process to measure"
         return live_threads_cpu(self.pid)
+
+    def _joined(self) -> bool:
+        if self.pid is None:
+            return True
+        with open(os.path.join(self.group, "cgroup.procs")) as f:
+            return str(self.pid) in f.read().split()
 
     def close(self) -> None:
         if self.group:
