@@ -89,7 +89,7 @@ def main_parser() -> argparse.ArgumentParser:
                         "re-render on change (off)")
     p.add_argument("--revoke-on-exit", action="store_true", default=None,
                    help="daemon: revoke the leases and tokens this process created when it "
-                        "stops")
+                        "stops, or exits because nothing is leased")
     p.add_argument("--timeout", metavar="SECONDS", type=float,
                    help="timeout of each Vault request (10)")
     p.add_argument("--idle-exec", metavar="CMD",

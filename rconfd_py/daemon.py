@@ -150,10 +150,12 @@ class Daemon:
         self._install_signals()
         try:
             if not self._first_pass():
-                return EXIT_OK
+                raise Stop()  # by a signal: what it fetched is revoked below if asked
             leased = any(s.leased for s in self.engine.secrets.values())
             if not leased and not self.engine.settings.poll:
                 log.info("Exiting daemon mode: no leased secrets used")
+                if self.engine.settings.revoke_on_exit:
+                    self._revoke_all()  # the tokens: nothing will use them again
                 if self.engine.settings.idle_exec:
                     self._idle_exec(self.engine.settings.idle_exec)
                 return EXIT_OK
@@ -579,16 +581,21 @@ class Daemon:
         store = self.engine.sources.vault
         if store is None:
             return
+        # what is tracked, and what a first pass fetched before it was interrupted
+        held = {s.lease.id: s for s in (*(t.secret for t in self.tracked.values()),
+                                        *self.engine.secrets.values())
+                if s.lease and s.lease.id}
+        tokens = {tok.role: tok for tok in store.tokens()}  # no new login on the way out
         n = 0
-        for t in self.tracked.values():
-            lease = t.secret.lease
-            if lease and lease.id:
-                try:
-                    leases.revoke_lease(store.client, store.get(t.secret.role).client_token,
-                                        lease.id, timeout=EXIT_TIMEOUT)
-                    n += 1
-                except RconfdError as e:
-                    log.warning("%s: cannot revoke its lease: %s", t.secret.ref, e)
+        for lease_id, secret in held.items():
+            if secret.role not in tokens:
+                continue
+            try:
+                leases.revoke_lease(store.client, tokens[secret.role].client_token, lease_id,
+                                    timeout=EXIT_TIMEOUT)
+                n += 1
+            except RconfdError as e:
+                log.warning("%s: cannot revoke its lease: %s", secret.ref, e)
         for tok in store.tokens():
             try:
                 revoke_self(store.client, tok, timeout=EXIT_TIMEOUT)

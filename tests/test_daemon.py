@@ -151,6 +151,51 @@ def test_no_leased_secret_exits_0(tmp_path, vault_env):
     assert (tmp_path / "out" / "k.txt").read_text() == "alice\n"
 
 
+def accessor_alive(stack, log: str) -> bool:
+    """Whether the token this run logged in with (its accessor is in the log) still exists."""
+    import re
+
+    from rconfd_py.errors import VaultError
+    from rconfd_py.vault.client import VaultClient
+
+    accessor = re.search(r"accessor (\S+?)\)", log).group(1)
+    try:
+        VaultClient(stack.addr).request("POST", "auth/token/lookup-accessor",
+                                        token=stack.root_token, body={"accessor": accessor})
+        return True
+    except VaultError:
+        return False
+
+
+def test_revoke_on_exit_with_nothing_leased_revokes_the_token(tmp_path, vault_env, stack):
+    cfg = setup(tmp_path, {"t.jsonnet": ("{ 'k.txt': std.extVar('secrets').kv.data.username }",
+                                         {KV: "kv"})}, hook=False)
+    r = rconfd("-D", "-d", cfg, *jwt(vault_env), "-v")
+    assert r.rc == 0 and accessor_alive(stack, r.err)  # without the flag the token lives on
+    r = rconfd("-D", "-d", cfg, *jwt(vault_env), "--revoke-on-exit", "-v")
+    assert r.rc == 0, r.err
+    assert "Exiting daemon mode" in r.err and "revoked 0 lease(s) and 1 token(s)" in r.err
+    assert not accessor_alive(stack, r.err)
+
+
+def test_revoke_on_exit_covers_leases_of_a_first_pass_still_retrying(tmp_path, vault_env, pg):
+    """The database credential arrived, the kv secret does not exist: the first pass retries;
+    SIGTERM must not leave the credential it already minted behind."""
+    out = tmp_path / "out"
+    missing = "vault:test-role:kv/data/test/does-not-exist"
+    cfg = setup(tmp_path, {"t.jsonnet": ("local s = std.extVar('secrets'); "
+                                         "{ 'db.json': { user: s.db.username, x: s.x } }",
+                                         {DB: "db", missing: "x"})}, hook=False)
+    roles = "SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%'"
+    before = set(pg.psql(roles).split())
+    d = DaemonProc("-d", cfg, *jwt(vault_env), "--revoke-on-exit", "-v", log=tmp_path / "log")
+    d.wait_for(lambda: "first render failed" in d.text(), 15, "the first failure")
+    (user,) = set(pg.psql(roles).split()) - before  # minted by this first pass
+    assert d.stop(signal.SIGTERM) == 0
+    assert "revoked 1 lease(s) and 1 token(s)" in d.text(), d.text()
+    assert user not in pg.psql(roles).split() and not out.exists()
+
+
 def test_sigterm_exits_0_and_revoke_on_exit_drops_the_database_user(tmp_path, vault_env, pg):
     out = tmp_path / "out"
     cfg = setup(tmp_path, {"t.jsonnet": ("local s = std.extVar('secrets'); "
