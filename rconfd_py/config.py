@@ -68,19 +68,20 @@ class TemplateConf:
 
 
 class Config:
-    __slots__ = ("dir", "templates")
+    __slots__ = ("_users", "dir", "templates")
 
     def __init__(self, dir: Path, templates: tuple[TemplateConf, ...]):
         self.dir = dir
         self.templates = templates
+        self._users: dict[SecretRef, list[TemplateConf]] = {}
+        for t in templates:
+            for ref in t.refs:
+                self._users.setdefault(ref, []).append(t)
 
     def refs(self) -> dict[SecretRef, list[TemplateConf]]:
-        """Every distinct secret, with the templates that use it (in config order)."""
-        users: dict[SecretRef, list[TemplateConf]] = {}
-        for t in self.templates:
-            for ref in t.refs:
-                users.setdefault(ref, []).append(t)
-        return users
+        """Every distinct secret, with the templates that use it (in config order; built once,
+        not to be modified)."""
+        return self._users
 
 
 def config_files(directory: Path) -> list[Path]:

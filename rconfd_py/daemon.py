@@ -337,9 +337,7 @@ class Daemon:
                   "renew" if t.renew else "new secret", when - now, length)
 
     def _mark_dirty(self, ref: SecretRef) -> None:
-        for t in self.engine.config.templates:
-            if ref in t.refs:
-                self.dirty.add(t)
+        self.dirty.update(self.engine.config.refs().get(ref, ()))
         if self.dirty and ("flush",) not in self.timers:
             self.timers.set(("flush",), self.clock() + FLUSH_DELAY)
 
