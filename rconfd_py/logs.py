@@ -66,15 +66,15 @@ def _leaves(value: object, out: list[str] | None = None) -> list[str]:
         value = str(value)  # a PIN or numeric password printed by a template
     if isinstance(value, str):
         lines = value.splitlines()
-        parts = [value.strip(), *[ln.strip() for ln in lines]] if len(lines) > 1 else [
-            value.strip()]
-        parts = [p for p in parts if len(p) >= MIN_LEN]
+        # the whole value, and each line of a multi-line one (never longer than the whole)
+        candidates = (value, *lines) if len(lines) > 1 else (value,)
+        parts = [p for p in (c.strip() for c in candidates) if len(p) >= MIN_LEN]
         out += parts
         if (value.isascii() and '"' not in value and "\\" not in value
                 and "".join(lines).isprintable()):
             # the common case (passwords, tokens, PEM): lines print as they are; only the
             # multi-line whole has an escaped form (its newlines), the same in both encodings
-            if len(lines) > 1 and parts and parts[0] == value.strip():
+            if len(lines) > 1 and parts:
                 out.append(encode_basestring(parts[0])[1:-1])
             return out
         for part in parts:
