@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
                    "distribution's /usr/bin/python3 when it can make a venv, else this one)")
     args = p.parse_args(argv)
     only = args.only.split(",")
+    if unknown := set(only) - set(SCENARIOS):
+        p.error(f"--only: unknown scenario {', '.join(sorted(unknown))} "
+                f"(expected some of {', '.join(SCENARIOS)})")
+    if args.python and not (os.path.isfile(args.python) and os.access(args.python, os.X_OK)):
+        p.error(f"--python: {args.python} is not an executable file")
     if not postgres.available():
         print("benchmarks need PostgreSQL server binaries (apt-get install postgresql)")
         return 2

@@ -40,3 +40,16 @@ def test_a_short_daemon_round_measures_both_tools(tmp_path, stack, pg):
         assert r.dead_samples == 0 and r.logins == 1 and r.minted == 1
     text = report.write({"daemon": results}, tmp_path / "results").read_text()
     assert "| CPU after first render (s) |" in text and "1 runs each" in text
+
+
+def test_bad_arguments_are_one_line_errors(capsys):
+    import pytest
+
+    from benchmarks.__main__ import main
+
+    for argv in (["--python", "/nonexistent/python3"], ["--only", "daemn"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("python -m benchmarks: error: --") and "Traceback" not in err
