@@ -1,14 +1,27 @@
-"""Writing rendered files: atomic, with their final mode and owner from the first byte, and
-only when the content changed.
+"""Writing rendered files: atomic, with their final mode and owner from the first byte, only when
+the content changed, and without ever following a link that someone else planted.
 
-All files of one template are staged first (temp file in the destination dir, fchmod, fchown,
-write, fsync) and renamed into place only once every one of them is staged. A failure while
+rconfd-py runs as root and writes into directories that service users own. So every operation
+on an output works relative to a directory file descriptor reached by walking the path one
+component at a time with O_NOFOLLOW (`_Dirs.open`):
+
+- a symbolic link among the directories is followed only when root or the running user owns it
+  (as sudoedit does); a link of anybody else's is an error naming it;
+- an existing output is opened with O_NOFOLLOW | O_NONBLOCK and fstat'ed: anything but a regular
+  file with one link (a symlink, a FIFO, a device, a hard link to another file) is never read
+  nor touched: the rename simply replaces the name;
+- mode and owner are set with fchmod/fchown on a file descriptor, never on a path.
+
+Files are staged first (temp file in the destination dir, fchown, fchmod, write, fsync) and
+renamed into place only once every file of the batch is staged: a batch is one template in the
+daemon, every template in a one-shot run (`Writer.stage` + `Writer.commit`). A failure while
 staging removes the temp files and leaves what is on disk untouched.
 
 The directory is not fsynced after the rename: that would make the *new name* survive a host
 crash, and nothing needs it to — every start of rconfd-py re-renders and rewrites any file that
 differs before it signals readiness. What a crash must never leave is a torn file under the
 final name; the data fsync before the rename guarantees that (as consul-template does).
+Temp files a killed predecessor left behind are removed at the first write of each output.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ import errno
 import hashlib
 import logging
 import os
+import stat
 from collections import namedtuple
 from collections.abc import Mapping
 from functools import lru_cache
@@ -26,9 +40,17 @@ from .errors import OutputError
 
 log = logging.getLogger(__name__)
 TMP_SUFFIX = ".rconfd-tmp"
+MAX_LINKS = 40  # symbolic links followed while resolving one directory (the kernel's limit)
+MAX_OPEN_DIRS = 64  # directory fds kept open during one batch
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_EXISTING_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 Owner = namedtuple("Owner", "uid gid")
+# what this process last wrote at a path, to skip re-reading it when it is still that inode
+_Known = namedtuple("_Known", "digest dev ino size mtime")
 
 
 def resolve_owner(user: str | None) -> Owner | None:
@@ -63,113 +85,324 @@ class WriteResult:
         self.replaced: list[Path] = []
 
 
+class _Entry:
+    """One staged file: its temp name in its directory, waiting for the rename."""
+
+    __slots__ = ("digest", "dir", "existed", "known", "name", "path", "renamed", "tmp")
+
+    def __init__(self, path: Path, digest: bytes, existed: bool):
+        self.path = path
+        self.dir = str(path.parent)
+        self.name = path.name
+        self.digest = digest
+        self.existed = existed
+        self.tmp: str | None = None  # its temp name, once staged
+        self.known: _Known | None = None  # the temp file's identity, once staged
+        self.renamed = False
+
+
+class Staged:
+    """A batch of staged files (`Writer.stage`), one WriteResult per staged group."""
+
+    __slots__ = ("dirs", "entries", "fixes", "groups")
+
+    def __init__(self, dirs: _Dirs) -> None:
+        self.dirs = dirs
+        self.entries: list[_Entry] = []
+        self.fixes: list[tuple[Path, _Known, int, Owner | None]] = []  # unchanged files
+        self.groups: list[tuple[WriteResult, list[_Entry]]] = []
+
+
 class Writer:
-    """Remembers the checksum of what it wrote, so an unchanged file is not even re-read."""
+    """Remembers what it wrote, so an unchanged file of its own is not even re-read."""
 
     def __init__(self) -> None:
-        self._sums: dict[Path, bytes] = {}
+        self._known: dict[Path, _Known] = {}
+        self._swept: set[Path] = set()  # outputs whose stale temp files were removed
 
+    # -- the one-template path (daemon) ------------------------------------------------------
     def write(self, files: Mapping[Path, bytes], mode: int, owner: Owner | None) -> WriteResult:
-        result = WriteResult()
-        todo: list[tuple[Path, bytes, bytes]] = []
-        for path, data in files.items():
-            digest = hashlib.sha256(data).digest()
-            known = self._sums.get(path)
-            if known is not None and known != digest:  # ours, and changed: no need to look
-                todo.append((path, data, digest))
-                result.replaced.append(path)
-                continue
-            try:
-                st = os.stat(path)
-            except OSError as e:  # absent, or a symlink to nowhere (replaced, not followed)
-                if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                    raise OutputError(f"cannot write {path}: {e.strerror}") from None
-                st = None
-            existed = st is not None or os.path.islink(path)
-            if known is None and existed:
-                known = _file_digest(path)
-            if known == digest and st is not None:
-                _fix_metadata(path, st, mode, owner)
-                self._sums[path] = digest
-                continue
-            todo.append((path, data, digest))
-            if existed:
-                result.replaced.append(path)
-        staged = self._stage(todo, mode, owner)
-        try:
-            for (path, _, digest), tmp in zip(todo, staged):
-                os.rename(tmp, path)
-                self._sums[path] = digest
-                result.changed.append(path)
-        except OSError as e:
-            _cleanup(staged)
-            raise OutputError(f"cannot replace {path}: {e.strerror}") from None
+        batch = self.batch()
+        result = self.stage(batch, files, mode, owner)
+        self.commit(batch)
         return result
 
-    def forget(self, path: Path) -> None:
-        self._sums.pop(path, None)
+    # -- batches: stage everything, then rename everything -----------------------------------
+    def batch(self) -> Staged:
+        return Staged(_Dirs())
 
-    @staticmethod
-    def _stage(todo: list[tuple[Path, bytes, bytes]], mode: int, owner: Owner | None
-               ) -> list[str]:
-        staged: list[str] = []
+    def stage(self, batch: Staged, files: Mapping[Path, bytes], mode: int,
+              owner: Owner | None) -> WriteResult:
+        """Stage the files that changed; fix mode and owner of those that did not. On failure,
+        every temp file of the batch is removed (nothing was renamed yet) and OutputError
+        raised."""
+        result = WriteResult()
+        group: list[_Entry] = []
         path = None
         try:
-            for path, data, _ in todo:
-                tmp = os.path.join(os.path.dirname(path),
-                                   f".{path.name}.{os.urandom(4).hex()}{TMP_SUFFIX}")
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                try:
-                    fd = os.open(tmp, flags, mode)
-                except (FileNotFoundError, NotADirectoryError):  # no directory yet
-                    try:
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                    except (FileExistsError, NotADirectoryError):  # a file stands there
-                        raise OutputError(f"cannot write {path}: {path.parent} is not a "
-                                          f"directory") from None
-                    fd = os.open(tmp, flags, mode)
-                staged.append(tmp)
-                try:
-                    os.fchmod(fd, mode)  # the umask narrowed what open() applied
-                    if owner is not None:
-                        os.fchown(fd, owner.uid, owner.gid)
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            for path, data in files.items():
+                entry = self._check(batch, path, data, mode, owner)
+                if entry is not None:
+                    batch.entries.append(entry)
+                    group.append(entry)
+                    self._stage_one(batch.dirs, entry, data, mode, owner)
         except OutputError:
-            _cleanup(staged)
+            self.abort(batch)
             raise
         except OSError as e:
-            _cleanup(staged)
-            target = path if path is not None else "output"
-            raise OutputError(f"cannot write {target}: {e.strerror}") from None
-        return staged
+            self.abort(batch)
+            raise OutputError(f"cannot write {path}: {e.strerror}") from None
+        batch.groups.append((result, group))
+        return result
+
+    def commit(self, batch: Staged) -> None:
+        """Rename every staged file into place (then the batch is spent)."""
+        entry = None
+        try:
+            for entry in batch.entries:
+                fd = batch.dirs.open(entry.dir, entry.path, create=False)
+                os.rename(entry.tmp, entry.name, src_dir_fd=fd, dst_dir_fd=fd)
+                entry.renamed = True
+                self._known[entry.path] = entry.known
+            for path, seen, mode, owner in batch.fixes:
+                _fix_metadata(batch.dirs, path, seen, mode, owner)
+        except OSError as e:
+            self.abort(batch)
+            raise OutputError(f"cannot replace {entry.path}: {e.strerror}") from None
+        except OutputError:
+            self.abort(batch)
+            raise
+        finally:
+            batch.dirs.close()
+            for result, group in batch.groups:
+                for entry in group:
+                    if entry.renamed:
+                        result.changed.append(entry.path)
+                        if entry.existed:
+                            result.replaced.append(entry.path)
+
+    def abort(self, batch: Staged) -> None:
+        """Remove the temp files of the batch that were not renamed (then the batch is
+        spent)."""
+        for entry in batch.entries:
+            if entry.tmp is not None and not entry.renamed:
+                try:
+                    os.unlink(entry.tmp, dir_fd=batch.dirs.open(entry.dir, entry.path, False))
+                except (OSError, OutputError):
+                    pass
+        batch.dirs.close()
+
+    def forget(self, path: Path) -> None:
+        self._known.pop(path, None)
+
+    # -- one file ----------------------------------------------------------------------------
+    def _check(self, batch: Staged, path: Path, data: bytes, mode: int, owner: Owner | None
+               ) -> _Entry | None:
+        """Whether `path` must be written: None when its content is already `data` (its mode
+        and owner are then fixed at the commit, if they differ); else the entry to stage."""
+        dirs = batch.dirs
+        digest = hashlib.sha256(data).digest()
+        known = self._known.get(path)
+        if known is not None and known.digest != digest:  # ours, and changed: no need to look
+            return _Entry(path, digest, existed=True)
+        fd_dir = dirs.open(str(path.parent), path, create=True)
+        if path not in self._swept:
+            _sweep(fd_dir, path.name)
+            self._swept.add(path)
+        try:
+            fd = os.open(path.name, _EXISTING_FLAGS, dir_fd=fd_dir)
+        except FileNotFoundError:
+            return _Entry(path, digest, existed=False)
+        except OSError as e:
+            # ELOOP: a symlink; EWOULDBLOCK: a lease someone holds; ENXIO: a socket: whatever
+            # stands there is replaced by the rename, never read
+            if e.errno == errno.EISDIR:
+                raise OutputError(f"cannot write {path}: it is a directory") from None
+            return _Entry(path, digest, existed=True)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise OutputError(f"cannot write {path}: it is a directory")
+            if (not stat.S_ISREG(st.st_mode) or st.st_nlink != 1
+                    or st.st_size != len(data)):
+                return _Entry(path, digest, existed=True)  # replaced, not read
+            if not (known is not None and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                    == known[1:]):
+                if _fd_digest(fd) != digest:
+                    return _Entry(path, digest, existed=True)
+            self._known[path] = seen = _Known(digest, st.st_dev, st.st_ino, st.st_size,
+                                              st.st_mtime_ns)
+            if stat.S_IMODE(st.st_mode) != mode or (
+                    owner is not None and (st.st_uid, st.st_gid) != (owner.uid, owner.gid)):
+                batch.fixes.append((path, seen, mode, owner))
+            return None
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _stage_one(dirs: _Dirs, entry: _Entry, data: bytes, mode: int, owner: Owner | None
+                   ) -> None:
+        fd_dir = dirs.open(entry.dir, entry.path, create=True)
+        tmp = f".{entry.name[:200]}.{os.urandom(4).hex()}{TMP_SUFFIX}"
+        fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=fd_dir)
+        entry.tmp = tmp
+        try:
+            if owner is not None:
+                os.fchown(fd, owner.uid, owner.gid)
+            os.fchmod(fd, mode)  # after fchown, and whatever the umask narrowed
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            st = os.fstat(fd)  # the rename keeps the inode and its mtime
+            entry.known = _Known(entry.digest, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        finally:
+            os.close(fd)
 
 
-def _file_digest(path: Path) -> bytes | None:
+class _Dirs:
+    """Directory fds of one batch, by path, each reached without following untrusted links."""
+
+    __slots__ = ("_fds",)
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def open(self, directory: str, path: Path, create: bool) -> int:
+        fd = self._fds.get(directory)
+        if fd is None:
+            if len(self._fds) >= MAX_OPEN_DIRS:
+                self.close()
+            fd = self._fds[directory] = open_dir(directory, path, create)
+        return fd
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+
+def open_dir(directory: str, path: Path | str, create: bool = False) -> int:
+    """An fd of the absolute `directory`, walked one component at a time with O_NOFOLLOW,
+    creating missing ones (0755) when `create`. A symlink is followed only when root or the
+    running user owns it. Errors are OutputErrors about `path` (the file being written)."""
+    trusted = {0, os.geteuid()}
+    where = Path(directory)
+    todo = list(reversed(where.parts[1:]))
+    fd = os.open("/", _DIR_FLAGS)
+    walked = Path("/")  # for messages: the path as resolved so far
+    links = turns = 0
+    name = ""
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").digest()
+        while todo:
+            turns += 1
+            if turns > 1000:  # a directory made and removed under us again and again
+                raise OutputError(f"cannot write {path}: {walked} keeps changing")
+            name = todo.pop()
+            try:
+                nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made meanwhile: opened (and checked) on the next turn
+                todo.append(name)
+                continue
+            except (NotADirectoryError, OSError) as e:
+                if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                target = _trusted_link(fd, name, walked / name, trusted, path)
+                links += 1
+                if links > MAX_LINKS:
+                    raise OutputError(f"cannot write {path}: too many levels of symbolic links "
+                                      f"at {walked / name}") from None
+                parts = Path(target).parts
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = -1
+                    fd = os.open("/", _DIR_FLAGS)
+                    walked = Path("/")
+                    parts = parts[1:]
+                todo.extend(reversed(parts))
+                continue
+            os.close(fd)
+            fd = nfd
+            walked = Path(os.path.normpath(walked / name))
+        return fd
+    except OutputError:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    except OSError as e:
+        if fd >= 0:
+            os.close(fd)
+        if e.errno == errno.EEXIST or e.errno == errno.ENOTDIR:
+            raise OutputError(f"cannot write {path}: {walked} is not a directory") from None
+        raise OutputError(f"cannot write {path}: {e.strerror} ({walked}/{name})") from None
+
+
+def _trusted_link(fd: int, name: str, where: Path, trusted: set[int], path: Path | str) -> str:
+    """The target of the symlink `name` in `fd`, if its owner is trusted; read through an
+    O_PATH fd of the link itself, so a link swapped meanwhile is never the one read."""
+    lfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        st = os.fstat(lfd)
+        if not stat.S_ISLNK(st.st_mode):
+            raise OutputError(f"cannot write {path}: {where} is not a directory")
+        if st.st_uid not in trusted:
+            raise OutputError(f"cannot write {path}: {where} is a symbolic link owned by uid "
+                              f"{st.st_uid}; only links of root or of rconfd-py's own user are "
+                              f"followed")
+        return os.readlink("", dir_fd=lfd)
+    finally:
+        os.close(lfd)
+
+
+def _sweep(fd_dir: int, name: str) -> None:
+    """Remove the temp files of `name` that a killed rconfd-py left (they may hold secrets)."""
+    prefix = f".{name[:200]}."
+    try:
+        entries = os.listdir(fd_dir)
     except OSError:
-        return None
+        return
+    for entry in entries:
+        if (entry.startswith(prefix) and entry.endswith(TMP_SUFFIX)
+                and len(entry) == len(prefix) + 8 + len(TMP_SUFFIX)):
+            try:
+                os.unlink(entry, dir_fd=fd_dir)  # unlink never follows a link
+                log.info("removed a stale temporary file %s", entry)
+            except OSError:
+                pass
 
 
-def _fix_metadata(path: Path, st: os.stat_result, mode: int, owner: Owner | None) -> None:
+def _fd_digest(fd: int) -> bytes:
+    h = hashlib.sha256()
+    while chunk := os.read(fd, 1 << 16):
+        h.update(chunk)
+    return h.digest()
+
+
+def _fix_metadata(dirs: _Dirs, path: Path, seen: _Known, mode: int, owner: Owner | None
+                  ) -> None:
+    """Mode and owner of an unchanged file, on an fd of the very inode that was checked (never
+    on a path)."""
     try:
-        if st.st_mode & 0o7777 != mode:
-            os.chmod(path, mode)
+        fd = os.open(path.name, _EXISTING_FLAGS, dir_fd=dirs.open(str(path.parent), path, False))
+    except (OSError, OutputError):
+        return  # gone or replaced meanwhile: not the file that was checked
+    try:
+        st = os.fstat(fd)
+        if ((st.st_dev, st.st_ino) != (seen.dev, seen.ino) or not stat.S_ISREG(st.st_mode)
+                or st.st_nlink != 1):
+            return
         if owner is not None and (st.st_uid, st.st_gid) != (owner.uid, owner.gid):
-            os.chown(path, owner.uid, owner.gid)
+            os.fchown(fd, owner.uid, owner.gid)
+            st = os.fstat(fd)  # fchown may have cleared bits
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
     except OSError as e:
         log.warning("cannot set mode/owner of %s: %s", path, e.strerror)
-
-
-def _cleanup(paths: list[str]) -> None:
-    for p in paths:
-        try:
-            os.unlink(p)
-        except OSError:
-            pass
+    finally:
+        os.close(fd)

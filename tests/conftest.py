@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import require
+from helpers import hostile_user, require
 
 from rconfd_py.dev import postgres
 from rconfd_py.dev.bao import find_bao
@@ -54,3 +54,23 @@ def vault_env(stack: DevStack, tmp_path: Path) -> dict[str, str]:
         "VAULT_JWT_PATH": str(stack.write_jwt(jwt_dir / "token.jwt")),
         "VAULT_K8S_JWT_PATH": str(stack.write_jwt(jwt_dir / "k8s-token.jwt", k8s=True)),
     }
+
+
+@pytest.fixture
+def hostile():
+    """A real unprivileged user (useradd), and a world-traversable scratch dir for it."""
+    return hostile_user()
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A scratch dir other users can traverse (pytest's tmp_path is root-only)."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="rconfd-test-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

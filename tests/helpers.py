@@ -49,3 +49,38 @@ def audit_entries(log: Path, kind: str = "request") -> list[dict[str, Any]]:
 def audit_request_paths(log: Path) -> list[str]:
     """Request paths (``auth/jwt/login``, ``kv/data/...``) in audit log order."""
     return [e["request"]["path"] for e in audit_entries(log, "request")]
+
+
+class HostileUser:
+    """A real unprivileged account (made with useradd) that acts as a service user would."""
+
+    def __init__(self, name: str):
+        import pwd
+
+        pw = pwd.getpwnam(name)
+        self.name, self.uid, self.gid = name, pw.pw_uid, pw.pw_gid
+
+    def run(self, *argv: str, check: bool = True):
+        """Run a command as this user (no privileges left)."""
+        import subprocess
+
+        return subprocess.run(list(argv), user=self.uid, group=self.gid, extra_groups=[],
+                              check=check, capture_output=True, text=True, timeout=30)
+
+    def own(self, path: Path) -> Path:
+        os.chown(path, self.uid, self.gid)
+        return path
+
+
+def hostile_user(name: str = "rconfd-hostile") -> HostileUser:
+    """The test's unprivileged user, created on first use (needs root: skip, or fail in CI)."""
+    import pwd
+    import subprocess
+
+    require("root (useradd, chown)", os.geteuid() == 0)
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", name], check=True)
+    return HostileUser(name)
