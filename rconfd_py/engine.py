@@ -15,7 +15,7 @@ from pathlib import Path
 from . import notify
 from .backends import Sources, fetch
 from .config import RELOAD_SIGNALS, Config, TemplateConf, load_config
-from .errors import RconfdError
+from .errors import RconfdError, TemplateError
 from .logs import redactor
 from .output import Writer, WriteResult, output_path, resolve_owner
 from .refs import SecretRef
@@ -107,15 +107,50 @@ class Engine:
             self.fetch(dynamic)
         values = {var: self.secrets[ref].value for ref, var in t.secrets}
         files = render(t.template, values, self.settings.jpath, self.settings.engine)
-        return {output_path(t.dir, name): data for name, data in files.items()}
+        out: dict[Path, bytes] = {}
+        names: dict[Path, str] = {}
+        for name, data in files.items():
+            path = output_path(t.dir, name)
+            if path in names:
+                raise TemplateError(f"{t.template}: output keys {names[path]!r} and {name!r} "
+                                    f"both name {path}")
+            names[path] = name
+            out[path] = data
+        return out
 
-    def write(self, t: TemplateConf, files: dict[Path, bytes]) -> WriteResult:
+    def owner(self, t: TemplateConf):
         if t not in self._owners:
             self._owners[t] = resolve_owner(t.user)
-        result = self.writer.write(files, t.mode, self._owners[t])
+        return self._owners[t]
+
+    def write(self, t: TemplateConf, files: dict[Path, bytes]) -> WriteResult:
+        """Write one template's files (all staged before any is renamed)."""
+        result = self.writer.write(files, t.mode, self.owner(t))
+        self._log_written(t, result)
+        return result
+
+    def write_all(self, rendered: list[tuple[TemplateConf, dict[Path, bytes]]]
+                  ) -> list[WriteResult]:
+        """Write every template's files: all are staged before any is renamed, so a failure
+        in one template leaves every file of every template as it was."""
+        claimed: dict[Path, TemplateConf] = {}
+        for t, files in rendered:
+            for path in files:
+                other = claimed.setdefault(path, t)
+                if other is not t:
+                    raise TemplateError(f"{other.label} and {t.label} both write {path}")
+        batch = self.writer.batch()
+        results = [self.writer.stage(batch, files, t.mode, self.owner(t))
+                   for t, files in rendered]
+        self.writer.commit(batch)
+        for (t, _), result in zip(rendered, results):
+            self._log_written(t, result)
+        return results
+
+    @staticmethod
+    def _log_written(t: TemplateConf, result: WriteResult) -> None:
         for path in result.changed:
             log.info("%s: wrote %s", t.label, path)
-        return result
 
     def announce(self, t: TemplateConf, result: WriteResult, first: bool) -> None:
         """After a write that changed files: `modified` hook and s6 reload signals.
@@ -178,8 +213,8 @@ def _lease_text(secret: Secret) -> str:
 
 
 def first_pass(engine: Engine, network=nullcontext) -> None:
-    """Fetch everything, render every template, and only then write: a single failure leaves
-    every file on disk as it was. Then readiness, then hooks. Secrets already fetched and still
+    """Fetch everything, render every template, stage every file, and only then rename them
+    all: a single failure leaves every file on disk as it was. Then readiness, then hooks. Secrets already fetched and still
     valid (a retried first pass in daemon mode) are not fetched again. `network` wraps the
     Vault calls (the daemon makes them interruptible by SIGTERM)."""
     config = engine.config
@@ -196,7 +231,7 @@ def first_pass(engine: Engine, network=nullcontext) -> None:
         for e in errors[1:]:
             log.error("%s", e)
         raise errors[0]
-    results = [(t, engine.write(t, files)) for t, files in rendered]
+    results = [(t, r) for (t, _), r in zip(rendered, engine.write_all(rendered))]
     if not config.templates:
         log.warning("no template in %s: nothing to render", config.dir)
     engine.readiness.signal()
