@@ -43,6 +43,7 @@ TMP_SUFFIX = ".rconfd-tmp"
 MAX_LINKS = 40  # symbolic links followed while resolving one directory (the kernel's limit)
 MAX_OPEN_DIRS = 64  # directory fds kept open during one batch
 
+_HEX = frozenset("0123456789abcdef")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _EXISTING_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -369,7 +370,8 @@ def _sweep(fd_dir: int, name: str) -> None:
         return
     for entry in entries:
         if (entry.startswith(prefix) and entry.endswith(TMP_SUFFIX)
-                and len(entry) == len(prefix) + 8 + len(TMP_SUFFIX)):
+                and len(entry) == len(prefix) + 8 + len(TMP_SUFFIX)
+                and all(c in _HEX for c in entry[len(prefix):len(prefix) + 8])):
             try:
                 os.unlink(entry, dir_fd=fd_dir)  # unlink never follows a link
                 log.info("removed a stale temporary file %s", entry)

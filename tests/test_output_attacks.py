@@ -145,9 +145,11 @@ def test_stale_temp_files_of_our_outputs_are_removed_and_nothing_else(scene):
     other.write_text("x")
     notours = svc / f".app.conf.x{TMP_SUFFIX}"
     notours.write_text("x")
+    nothex = svc / f".app.conf.0BADC0DE{TMP_SUFFIX}"
+    nothex.write_text("x")
     Writer().write({svc / "app.conf": b"new\n"}, 0o640, None)
     assert not stale.exists() and not trap.is_symlink()
-    assert other.exists() and notours.exists()
+    assert other.exists() and notours.exists() and nothex.exists()
     untouched(shadow)
 
 
