@@ -3,10 +3,9 @@ the content changed, and without ever following a link that someone else planted
 
 rconfd-py runs as root and writes into directories that service users own. So every operation
 on an output works relative to a directory file descriptor reached by walking the path one
-component at a time with O_NOFOLLOW (`_Dirs.open`):
+component at a time with O_NOFOLLOW (fs.py: a symbolic link among the directories is followed only
+when root or the running user owns it; a link of anybody else's is an error naming it), and:
 
-- a symbolic link among the directories is followed only when root or the running user owns it
-  (as sudoedit does); a link of anybody else's is an error naming it;
 - an existing output is opened with O_NOFOLLOW | O_NONBLOCK and fstat'ed: anything but a regular
   file with one link (a symlink, a FIFO, a device, a hard link to another file) is never read
   nor touched: the rename simply replaces the name;
@@ -37,15 +36,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import OutputError
+from .fs import FILE_FLAGS, UnsafePath, open_dir
 
 log = logging.getLogger(__name__)
 TMP_SUFFIX = ".rconfd-tmp"
-MAX_LINKS = 40  # symbolic links followed while resolving one directory (the kernel's limit)
 MAX_OPEN_DIRS = 64  # directory fds kept open during one batch
 
 _HEX = frozenset("0123456789abcdef")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_EXISTING_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+_EXISTING_FLAGS = FILE_FLAGS
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -274,91 +272,16 @@ class _Dirs:
         if fd is None:
             if len(self._fds) >= MAX_OPEN_DIRS:
                 self.close()
-            fd = self._fds[directory] = open_dir(directory, path, create)
+            try:
+                fd = self._fds[directory] = open_dir(directory, create)
+            except UnsafePath as e:
+                raise OutputError(f"cannot write {path}: {e}") from None
         return fd
 
     def close(self) -> None:
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
-
-
-def open_dir(directory: str, path: Path | str, create: bool = False) -> int:
-    """An fd of the absolute `directory`, walked one component at a time with O_NOFOLLOW,
-    creating missing ones (0755) when `create`. A symlink is followed only when root or the
-    running user owns it. Errors are OutputErrors about `path` (the file being written)."""
-    trusted = {0, os.geteuid()}
-    where = Path(directory)
-    todo = list(reversed(where.parts[1:]))
-    fd = os.open("/", _DIR_FLAGS)
-    walked = Path("/")  # for messages: the path as resolved so far
-    links = turns = 0
-    name = ""
-    try:
-        while todo:
-            turns += 1
-            if turns > 1000:  # a directory made and removed under us again and again
-                raise OutputError(f"cannot write {path}: {walked} keeps changing")
-            name = todo.pop()
-            try:
-                nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                try:
-                    os.mkdir(name, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass  # made meanwhile: opened (and checked) on the next turn
-                todo.append(name)
-                continue
-            except (NotADirectoryError, OSError) as e:
-                if e.errno not in (errno.ENOTDIR, errno.ELOOP):
-                    raise
-                target = _trusted_link(fd, name, walked / name, trusted, path)
-                links += 1
-                if links > MAX_LINKS:
-                    raise OutputError(f"cannot write {path}: too many levels of symbolic links "
-                                      f"at {walked / name}") from None
-                parts = Path(target).parts
-                if target.startswith("/"):
-                    os.close(fd)
-                    fd = -1
-                    fd = os.open("/", _DIR_FLAGS)
-                    walked = Path("/")
-                    parts = parts[1:]
-                todo.extend(reversed(parts))
-                continue
-            os.close(fd)
-            fd = nfd
-            walked = Path(os.path.normpath(walked / name))
-        return fd
-    except OutputError:
-        if fd >= 0:
-            os.close(fd)
-        raise
-    except OSError as e:
-        if fd >= 0:
-            os.close(fd)
-        if e.errno == errno.EEXIST or e.errno == errno.ENOTDIR:
-            raise OutputError(f"cannot write {path}: {walked} is not a directory") from None
-        raise OutputError(f"cannot write {path}: {e.strerror} ({walked}/{name})") from None
-
-
-def _trusted_link(fd: int, name: str, where: Path, trusted: set[int], path: Path | str) -> str:
-    """The target of the symlink `name` in `fd`, if its owner is trusted; read through an
-    O_PATH fd of the link itself, so a link swapped meanwhile is never the one read."""
-    lfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-    try:
-        st = os.fstat(lfd)
-        if not stat.S_ISLNK(st.st_mode):
-            raise OutputError(f"cannot write {path}: {where} is not a directory")
-        if st.st_uid not in trusted:
-            raise OutputError(f"cannot write {path}: {where} is a symbolic link owned by uid "
-                              f"{st.st_uid}; only links of root or of rconfd-py's own user are "
-                              f"followed")
-        return os.readlink("", dir_fd=lfd)
-    finally:
-        os.close(lfd)
 
 
 def _sweep(fd_dir: int, name: str) -> None:

@@ -1,20 +1,45 @@
 """`file:str|js:PATH` — a file's content (a relative PATH is relative to the working directory,
-as in rconfd)."""
+as in rconfd).
 
+Read as root from directories a service user may own: the path is reached without following
+anybody else's symbolic links (fs.py), and only a regular file is read (a FIFO or device planted
+there would hang the read or never end), up to MAX_SIZE.
+"""
+
+import os
 import time
 
 from ..errors import SourceError
+from ..fs import UnsafePath, open_file
 from ..refs import SecretRef
 from ..secret import Secret
 from . import decode
 
+MAX_SIZE = 16 * 1024 * 1024
+
 
 def fetch(ref: SecretRef) -> Secret:
     try:
-        with open(ref.path, encoding="utf-8") as f:
-            text = f.read()
+        fd, st = open_file(ref.path)
+    except UnsafePath as e:
+        raise SourceError(f"{ref}: cannot read {ref.path}: {e}") from None
+    try:
+        if st.st_size > MAX_SIZE:
+            raise SourceError(f"{ref}: {ref.path} is larger than {MAX_SIZE >> 20} MiB")
+        chunks = []
+        size = 0
+        while chunk := os.read(fd, 1 << 16):
+            size += len(chunk)
+            if size > MAX_SIZE:  # grew while read
+                raise SourceError(f"{ref}: {ref.path} is larger than {MAX_SIZE >> 20} MiB")
+            chunks.append(chunk)
     except OSError as e:
         raise SourceError(f"{ref}: cannot read {ref.path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        text = b"".join(chunks).decode("utf-8")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")  # as open() in text mode did
     except UnicodeDecodeError:
         raise SourceError(f"{ref}: {ref.path} is not UTF-8 text") from None
     return Secret(ref=ref, value=decode(ref, text), fetched_at=time.time())
