@@ -12,6 +12,9 @@ After the first pass (engine.first_pass) the daemon owns a timer per thing that 
 - ("flush",): render the templates whose secrets changed, write what changed, then one
   `modified` hook and one s6 reload per template: a burst of changes is one flush. It runs
   FLUSH_DELAY after the first change, or at once when no other timer falls before that.
+- ("render", template): retry a template whose render or write failed (disk full, ...), with
+  backoff racing the expiry of the leases its files on disk were rendered from; it re-renders
+  with the secrets held, it never fetches them again.
 
 The loop sleeps in select() until the next deadline or a signal: no polling, no threads.
 Transient Vault failures are retried with backoff (vault/leases.py); files are never touched
@@ -31,7 +34,7 @@ from collections.abc import Callable, Hashable
 
 from .config import load_config
 from .engine import Engine
-from .errors import EXIT_OK, ConfigError, RconfdError, VaultError
+from .errors import EXIT_OK, ConfigError, OutputError, RconfdError, VaultError
 from .logs import redactor
 from .refs import SecretRef
 from .secret import Secret
@@ -129,6 +132,25 @@ class Tracked:
                    expires_at=secret.expires_at or secret.fetched_at)
 
 
+class Rendering:
+    """A template's files on disk, and the failed attempts to replace them."""
+
+    __slots__ = ("error", "failures", "leases")
+
+    def __init__(self, leases: tuple[Tracked, ...] = ()):
+        # the leases its files on disk were rendered from: the same Tracked objects the daemon
+        # renews (a renewal extends them); a replaced one keeps the expiry of the old lease
+        self.leases = leases
+        self.failures = 0  # consecutive failed renders or writes
+        self.error = ""  # the last failure's message (logged once while it repeats)
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the first credential in its files on disk dies (None: none expires, or no
+        successful write yet)."""
+        return min((t.expires_at for t in self.leases), default=None)
+
+
 class Daemon:
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time):
         self.engine = engine
@@ -138,6 +160,7 @@ class Daemon:
         self.token_ttl: dict[str, float] = {}  # TTL asked at each renew-self, per role
         self.token_failures: dict[str, int] = {}
         self.dirty: set = set()  # templates to re-render
+        self.rendering: dict = {}  # template -> Rendering
         self.outage_since: float | None = None
         self.stopping = False
         self.reload_requested = False
@@ -244,6 +267,8 @@ class Daemon:
                 self._poll()
             elif kind == "flush":
                 self._flush()
+            elif kind == "render":
+                self._retry_render(key[1])
             elif kind == "reload":
                 self._reload()
         except Stop:
@@ -254,7 +279,7 @@ class Daemon:
             else:  # a bug must not kill the daemon and leave leases to expire
                 log.error("internal error in %s: %s: %s", kind, type(e).__name__, e)
                 log.debug("traceback", exc_info=True)
-            if kind in ("token", "rotate", "secret") and key not in self.timers:
+            if kind in ("token", "rotate", "secret", "render") and key not in self.timers:
                 self.timers.set(key, self.clock() + PERMANENT_CAP)  # never lose a timer
 
     def _sleep(self) -> None:
@@ -311,6 +336,8 @@ class Daemon:
                 self._track(secret, now)
         if self.engine.settings.poll:
             self.timers.set(("poll",), now + self.engine.settings.poll)
+        for t in self.engine.config.templates:  # the first pass wrote them all
+            self.rendering[t] = Rendering(self._leases_of(t))
 
     def _schedule_new_tokens(self) -> None:
         """Roles first logged in after the first pass (a reload, a retried secret)."""
@@ -359,11 +386,12 @@ class Daemon:
             self.outage_since = None
 
     @staticmethod
-    def _retry_at(attempt: int, now: float, e: RconfdError, deadline: float | None = None
+    def _retry_at(attempt: int, now: float, e: BaseException, deadline: float | None = None
                   ) -> float:
-        """Transient Vault failures: backoff racing the deadline. Anything else needs an
-        operator: slower retries, up to once a minute."""
-        if isinstance(e, VaultError) and e.transient:
+        """Transient Vault failures and failed writes (disk full, EACCES: they may heal any
+        second): backoff racing the deadline. Anything else needs an operator: slower
+        retries, up to once a minute."""
+        if isinstance(e, OutputError) or (isinstance(e, VaultError) and e.transient):
             return leases.backoff(attempt, now, deadline)
         return now + min(PERMANENT_CAP, 2.0 ** attempt)
 
@@ -538,10 +566,51 @@ class Daemon:
                 continue
             try:
                 result = self.engine.write(t, self.engine.render(t))
-            except RconfdError as e:  # keep the previous files; retried on the next change
-                log.error("%s (previous files kept)", e)
+            except Exception as e:  # the previous files stay; retried with backoff
+                self._render_failed(t, e)
                 continue
+            self._rendered(t)
             self.engine.announce(t, result, first=False)
+
+    def _leases_of(self, t) -> tuple[Tracked, ...]:
+        return tuple(tr for r in t.refs if (tr := self.tracked.get(r)) is not None)
+
+    def _rendered(self, t) -> None:
+        """A successful write (or nothing to write): its files hold the current secrets."""
+        r = self.rendering.get(t)
+        if r is None:
+            r = self.rendering[t] = Rendering()
+        elif r.failures:
+            self.timers.cancel(("render", t))
+            log.info("%s: written after %d failed attempt(s)", t.label, r.failures)
+        r.failures, r.error, r.leases = 0, "", self._leases_of(t)
+
+    def _render_failed(self, t, e: Exception) -> None:
+        """Keep the previous files; retry with backoff racing the death of what they hold
+        (slowly for errors that need an operator)."""
+        r = self.rendering.get(t)
+        if r is None:
+            r = self.rendering[t] = Rendering()
+        r.failures += 1
+        now = self.clock()
+        when = self._retry_at(r.failures, now, e, r.expires_at)
+        self.timers.set(("render", t), when)
+        text = (str(e) if isinstance(e, RconfdError)
+                else f"internal error rendering {t.label}: {type(e).__name__}: {e}")
+        if text != r.error:  # once per distinct error, not at every retry
+            log.error("%s (previous files kept); retrying in %.1fs", text, when - now)
+            if not isinstance(e, RconfdError):
+                log.debug("traceback", exc_info=e)
+        else:
+            log.debug("%s: still failing (attempt %d); retrying in %.1fs", t.label,
+                      r.failures, when - now)
+        r.error = text
+
+    def _retry_render(self, t) -> None:
+        """A failed template's retry timer: render it again with the secrets held."""
+        if t in self.rendering:  # not dropped by a reload
+            self.dirty.add(t)
+            self._flush()
 
     def _reload(self) -> None:
         """SIGHUP: re-read the config dir; keep valid leases, fetch only new secrets."""
@@ -571,6 +640,12 @@ class Daemon:
             self.tracked[ref] = Tracked(secret=Secret(ref, None, now), renew=False, asked=0.0,
                                         expires_at=now, failures=1)
             self.timers.set(("secret", ref), self._retry_at(1, now, e))
+        previous = {(t.source, t.name): r for t, r in self.rendering.items()}
+        for t in self.rendering:
+            self.timers.cancel(("render", t))
+        # the files on disk are still those of the previous templates (same file, same key)
+        self.rendering = {t: Rendering(r.leases if (r := previous.get((t.source, t.name)))
+                                       else ()) for t in config.templates}
         self.dirty.update(config.templates)
         self._flush()
 
