@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import ConfigError
 from .refs import RefError, SecretRef, parse_ref
-from .subst import UndefinedVariable, substitute
+from .subst import BadSubstitution, UndefinedVariable, substitute
 
 DEFAULT_MODE = 0o640
 TEMPLATE_KEYS = {"dir", "mode", "user", "secrets", "hooks", "reload", "reload_signal"}
@@ -27,6 +28,10 @@ HOOK_KINDS = ("ready", "modified")
 # s6-svc command letters by name (the s6 control fifo protocol).
 RELOAD_SIGNALS = {"hup": "h", "usr1": "1", "usr2": "2", "term": "t", "restart": "r", "int": "i",
                   "quit": "q", "alrm": "a"}
+# A mode is 1 to 4 ASCII octal digits ("0640", "640"), read as octal like rconfd does, and at
+# most 0777: no setuid, setgid or sticky bit on a rendered file.
+_MODE = re.compile(r"[0-7]{1,4}")
+MAX_MODE = 0o777
 
 
 class TemplateConf:
@@ -156,6 +161,8 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
             return substitute(text, env)
         except UndefinedVariable as e:
             raise fail(key, f"undefined variable ${{{e.args[0]}}}") from None
+        except BadSubstitution as e:
+            raise fail(key, f"malformed ${{...}}: {e}") from None
 
     template = Path(name) if name.startswith("/") else config_dir / name
     out_dir = subst("dir", string("dir", "") or "")
@@ -164,12 +171,13 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
     mode_text = string("mode", None)
     mode = DEFAULT_MODE
     if mode_text is not None:
-        try:
-            mode = int(mode_text, 8)
-        except ValueError:
-            mode = -1
-        if not 0 <= mode <= 0o7777:
-            raise fail("mode", f"bad mode {mode_text!r} (expected an octal string like \"0640\")")
+        if not _MODE.fullmatch(mode_text):
+            raise fail("mode", f"bad mode {mode_text!r} (expected 1 to 4 octal digits, "
+                               f"like \"0640\" or \"640\")")
+        mode = int(mode_text, 8)
+        if mode > MAX_MODE:
+            raise fail("mode", f"bad mode {mode_text!r}: setuid, setgid and sticky bits are not "
+                               f"allowed (expected at most \"0777\", like \"0640\")")
 
     user = string("user", None) or None
     if user is not None:

@@ -100,3 +100,68 @@ def test_nul_bytes_and_deep_nesting_are_config_errors(tmp_path):
     (tmp_path / "a.json").write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_config(tmp_path)
+
+
+# -- modes: one strict grammar, at most 0777 ------------------------------------------------
+
+@pytest.mark.parametrize("text,mode", [
+    ("0640", 0o640), ("640", 0o640), ("0600", 0o600), ("600", 0o600), ("0777", 0o777),
+    ("0", 0), ("0000", 0), ("7", 0o7), ("44", 0o44), ("0444", 0o444),
+])
+def test_modes_accepted(tmp_path, text, mode):
+    write(tmp_path, "a.json", {"t": {"mode": text}})
+    assert load_config(tmp_path, env={}).templates[0].mode == mode
+
+
+@pytest.mark.parametrize("text,why", [
+    ("7777", "setuid, setgid and sticky bits are not allowed"),
+    ("4755", "setuid, setgid and sticky bits are not allowed"),
+    ("2750", "setuid, setgid and sticky bits are not allowed"),
+    ("1777", "setuid, setgid and sticky bits are not allowed"),
+    ("0o640", "expected 1 to 4 octal digits"),
+    ("0O640", "expected 1 to 4 octal digits"),
+    (" 0640", "expected 1 to 4 octal digits"),
+    ("0640 ", "expected 1 to 4 octal digits"),
+    ("0640\n", "expected 1 to 4 octal digits"),
+    ("+640", "expected 1 to 4 octal digits"),
+    ("-640", "expected 1 to 4 octal digits"),
+    ("0_640", "expected 1 to 4 octal digits"),
+    ("00640", "expected 1 to 4 octal digits"),
+    ("", "expected 1 to 4 octal digits"),
+    ("0x1a4", "expected 1 to 4 octal digits"),
+    ("0999", "expected 1 to 4 octal digits"),
+    ("\u0666\u0664\u0660", "expected 1 to 4 octal digits"),  # Arabic-Indic digits: int() takes them
+])
+def test_modes_refused(tmp_path, text, why):
+    write(tmp_path, "a.json", {"t": {"mode": text}})
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path, env={})
+    msg = str(e.value)
+    assert f"a.json: 't'.mode: bad mode {text!r}" in msg and why in msg and "\n" not in msg, msg
+
+
+# -- ${...}: malformed is an error naming the file and key ----------------------------------
+
+@pytest.mark.parametrize("key,value,where", [
+    ("dir", "/out/${", "'t'.dir"),
+    ("dir", "/out/${}", "'t'.dir"),
+    ("dir", "/out/${A${B}}", "'t'.dir"),
+    ("dir", "/out/${UNDEF:-x}", "'t'.dir"),
+    ("dir", "/out/${1A}", "'t'.dir"),
+    ("reload", ["/run/service/${A"], "'t'.reload"),
+    ("secrets", {"env:str:${A${B}}": "v"}, "'t'.secrets['env:str:${A${B}}']"),
+    ("secrets", {"vault:${}-role:kv/x": "v"}, "'t'.secrets['vault:${}-role:kv/x']"),
+])
+def test_malformed_substitution_is_an_error(tmp_path, key, value, where):
+    write(tmp_path, "a.json", {"t": {key: value}})
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path, env={"A": "a", "B": "b"})
+    msg = str(e.value)
+    assert f"a.json: {where}: malformed ${{...}}: " in msg and "\n" not in msg, msg
+
+
+def test_dollar_without_brace_stays_literal_and_values_are_not_rescanned(tmp_path):
+    write(tmp_path, "a.json", {"t": {"dir": "/out/$A/${V}", "secrets": {"env:str:$HOME": "h"}}})
+    t = load_config(tmp_path, env={"V": "${A}"}).templates[0]
+    assert str(t.dir) == "/out/$A/${A}" and t.refs[0].path == "$HOME"
+
