@@ -165,3 +165,61 @@ def test_dollar_without_brace_stays_literal_and_values_are_not_rescanned(tmp_pat
     t = load_config(tmp_path, env={"V": "${A}"}).templates[0]
     assert str(t.dir) == "/out/$A/${A}" and t.refs[0].path == "$HOME"
 
+# -- hostile JSON: always a one-line ConfigError ---------------------------------------------
+
+@pytest.mark.parametrize("text,why", [
+    ('{"t": {"dir": ' + "1" * 5000 + "}}", "invalid JSON: a number with 5000 digits"),
+    ('{"t": {"dir": 1e400}}', "'t'.dir: expected a string"),
+    ('{"t": {"dir": NaN}}', "'t'.dir: expected a string"),
+    ('{"t": {"mode": 420}}', "'t'.mode: expected a string"),
+    ('{"t": ' + "[" * 50000 + "]" * 50000 + "}", "nested too deeply"),
+    ('{"t": {"user": {"a": [[[[' + "[" * 500 + "]" * 500 + "]]]]}}}", "'t'.user: expected a string"),
+    ('{"t": []}', "'t': expected an object"),
+    ('{"t": null}', "'t': expected an object"),
+    ('"t"', "expected a JSON object"),
+    ("null", "expected a JSON object"),
+    ("", "invalid JSON"),
+    ('{"t": {"hooks": {"ready": ["/bin/true", 1]}}}', "'t'.hooks.ready: expected a command"),
+    ('{"t": {"hooks": {"ready": []}}}', "'t'.hooks.ready: the command must be an absolute path"),
+    ('{"t": {"hooks": {"ready": false}}}', "'t'.hooks.ready: expected a command"),
+    ('{"t": {"hooks": []}}', "'t'.hooks: expected an object"),
+    ('{"t": {"hooks": {"re\\nady": "/bin/true"}}}', "'t'.hooks.'re\\nady': unknown hook"),
+    ('{"t": {"co\\nlour": 1}}', "'t'.'co\\nlour': unknown key"),
+    ('{"t": {"reload": [1]}}', "'t'.reload: expected a list"),
+    ('{"t": {"reload": ["/run/a\\u0000b"]}}', "a string contains a NUL byte"),
+    ('{"t": {"reload": ["/run/a\\nb"]}}', "'t'.reload: contains a control character"),
+    ('{"t": {"user": "root\\n"}}', "'t'.user: contains a control character"),
+    ('{"t": {"user": "\\ud800"}}', "lone surrogate \\ud800"),
+    ('{"t": {"user": 0}}', "'t'.user: expected a string"),
+    ('{"t": {"user": "0"}}', "'t'.user: no such user '0'"),
+    ('{"t\\n.jsonnet": {}}', "'t\\n.jsonnet': the template path contains a control character"),
+    ('{"t\\u0000.jsonnet": {}}', "a string contains a NUL byte"),
+    ('{"\\udfff.jsonnet": {}}', "lone surrogate \\udfff"),
+    ('{"t": {"dir": "/a\\tb"}}', "'t'.dir: contains a control character"),
+    ('{"t": {"dir": "${NL}"}}', "'t'.dir: contains a control character"),
+    ('{"t": {"secrets": {"env:str:A\\nB": "v"}}}', "control character '\\n' at offset 9"),
+    ('{"t": {"secrets": {"env:str:A": ""}}}', "variable name must be a non-empty string"),
+    ('{"t": {"secrets": {"env:str:A": 1}}}', "variable name must be a non-empty string"),
+    ('{"t": {"secrets": []}}', "'t'.secrets: expected an object"),
+    ('{"t": {"secrets": {"": "v"}}}', "expected backend:args:path"),
+    ('{"t": {"reload_signal": 1}}', "'t'.reload_signal: expected a string"),
+])
+def test_hostile_json_is_a_one_line_config_error(tmp_path, text, why):
+    (tmp_path / "a.json").write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path, env={"NL": "a\nb"})
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'a.json'}: ") and why in msg and "\n" not in msg, msg
+
+
+def test_encoding(tmp_path):
+    (tmp_path / "a.json").write_bytes(b'{"t": {"dir": "/caf\xe9"}}')
+    with pytest.raises(ConfigError, match=r"a.json: not valid UTF-8 \(byte 19\)"):
+        load_config(tmp_path, env={})
+    (tmp_path / "a.json").write_bytes(b'{"t": {"dir": "/\xed\xa0\x80"}}')  # encoded surrogate
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        load_config(tmp_path, env={})
+    (tmp_path / "a.json").write_text('{"t": {"dir": "/caf\u00e9/\\ud83d\\ude00"}}',
+                                     encoding="utf-8-sig")  # BOM, and a valid surrogate pair
+    assert str(load_config(tmp_path, env={}).templates[0].dir) == "/caf\u00e9/\U0001f600"
+
