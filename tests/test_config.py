@@ -2,7 +2,9 @@ import json
 import os
 
 import pytest
+from cli import rconfd
 
+from rconfd_py import errors
 from rconfd_py.config import DEFAULT_MODE, load_config
 from rconfd_py.errors import ConfigError
 
@@ -165,6 +167,7 @@ def test_dollar_without_brace_stays_literal_and_values_are_not_rescanned(tmp_pat
     t = load_config(tmp_path, env={"V": "${A}"}).templates[0]
     assert str(t.dir) == "/out/$A/${A}" and t.refs[0].path == "$HOME"
 
+
 # -- hostile JSON: always a one-line ConfigError ---------------------------------------------
 
 @pytest.mark.parametrize("text,why", [
@@ -173,7 +176,8 @@ def test_dollar_without_brace_stays_literal_and_values_are_not_rescanned(tmp_pat
     ('{"t": {"dir": NaN}}', "'t'.dir: expected a string"),
     ('{"t": {"mode": 420}}', "'t'.mode: expected a string"),
     ('{"t": ' + "[" * 50000 + "]" * 50000 + "}", "nested too deeply"),
-    ('{"t": {"user": {"a": [[[[' + "[" * 500 + "]" * 500 + "]]]]}}}", "'t'.user: expected a string"),
+    ('{"t": {"user": {"a": ' + "[" * 900 + "]" * 900 + "}}}", "'t'.user: expected a string"),
+    ('{"t": {"user": {"a": ' + "[" * 900 + '"\\u0000"' + "]" * 900 + "}}}", "NUL byte"),
     ('{"t": []}', "'t': expected an object"),
     ('{"t": null}', "'t': expected an object"),
     ('"t"', "expected a JSON object"),
@@ -223,3 +227,60 @@ def test_encoding(tmp_path):
                                      encoding="utf-8-sig")  # BOM, and a valid surrogate pair
     assert str(load_config(tmp_path, env={}).templates[0].dir) == "/caf\u00e9/\U0001f600"
 
+
+# -- through the real command line: run and check ------------------------------------------
+
+def _snapshot(root):
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None,
+                                       p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("settings,text,needles", [
+    # 2. setuid/setgid/sticky
+    ({"mode": "7777"}, None, ["'t.jsonnet'.mode", "bad mode '7777'", "setuid"]),
+    # 3. one strict mode grammar
+    ({"mode": "0o640"}, None, ["'t.jsonnet'.mode", "bad mode '0o640'", "1 to 4 octal digits"]),
+    ({"mode": " 0640"}, None, ["'t.jsonnet'.mode", "bad mode ' 0640'", "1 to 4 octal digits"]),
+    # 4. malformed ${...}: never a directory literally named "${"
+    ({"dir": "{out}/${"}, None, ["'t.jsonnet'.dir", "malformed ${...}: unterminated"]),
+    ({"dir": "{out}/${A${B}}"}, None, ["'t.jsonnet'.dir", "nested"]),
+    ({"reload": ["/run/service/${UNDEF:-x}"]}, None, ["'t.jsonnet'.reload", "defaults"]),
+    ({"secrets": {"env:str:${}": "v"}}, None, ["'t.jsonnet'.secrets['env:str:${}']", "empty"]),
+    # 5. hostile JSON
+    (None, '{"t.jsonnet": {"dir": "{out}", "user": "\\ud800"}}', ["lone surrogate"]),
+    (None, '{"t.jsonnet\\n": {"dir": "{out}"}}', ["'t.jsonnet\\n'", "control character"]),
+    (None, '{"t.jsonnet": {"dir": "{out}", "reload": ["/x\\u0000"]}}', ["NUL byte"]),
+    (None, '{"t.jsonnet": {"dir": "{out}", "mode": ' + "7" * 200 + '}}', ["200 digits"]),
+    (None, '{"t.jsonnet": {"dir": "{out}", "hooks": {"ready": ["/bin/true", null]}}}',
+     ["'t.jsonnet'.hooks.ready", "expected a command"]),
+])
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_cli_config_error_exit_2_one_line_nothing_touched(tmp_path, command, settings, text,
+                                                         needles):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "v.txt").write_text("previous\n")
+    os.utime(out / "v.txt", (1_000_000_000, 1_000_000_000))
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "t.jsonnet").write_text("{ 'v.txt': 'new' }")
+    if text is None:
+        body = {"dir": str(out), **settings}
+        if "dir" in settings:
+            body["dir"] = settings["dir"].replace("{out}", str(out))
+        text = json.dumps({"t.jsonnet": body})
+    else:
+        text = text.replace("{out}", str(out))
+    (cfg / "a.json").write_text(text)
+    before = _snapshot(out)
+    r = rconfd(*(["check"] if command == "check" else []), "-d", cfg, env={"A": "a", "B": "b"})
+    assert r.rc == errors.EXIT_CONFIG, r.err
+    lines = [ln for ln in r.lines if ": error: " in ln]
+    assert len(lines) == 1 and len(r.lines) == 1, r.err
+    assert f"{cfg / 'a.json'}: " in lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in r.err and "internal error" not in r.err
+    assert _snapshot(out) == before
+    assert (out / "v.txt").read_text() == "previous\n"
