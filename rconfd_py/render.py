@@ -49,7 +49,8 @@ def evaluate(template: Path, secrets: Mapping[str, object], jpath: Sequence[str]
     try:
         ext = json.dumps(secrets, allow_nan=False)
     except (ValueError, RecursionError):
-        raise TemplateError(f"{template}: {_bad_secret(secrets)}") from None
+        why = _bad_secret(secrets) or "the secrets cannot be handed to jsonnet"
+        raise TemplateError(f"{template}: {why}") from None
     if not template.is_file():  # the official engine aborts the process on a directory
         raise TemplateError(f"{template}: no such template file")
     try:
@@ -106,8 +107,8 @@ def _load_output(template: Path, out: str) -> object:
         where = ""
         if isinstance(root, dict):
             where = next((f"{k!r}: " for k, v in root.items() if _holds_non_finite(v)), "")
-        raise TemplateError(f"{template}: {where}number out of range ({found[0]}): "
-                            f"only finite numbers can be written")
+        raise TemplateError(f"{template}: {where}not a finite number ({found[0]}): "
+                            f"JSON cannot hold it")
     return root
 
 

@@ -57,7 +57,7 @@ def fails(tmp_path: Path, code: str, engine: str, secrets: dict | None = None) -
 def test_non_finite_numbers_are_template_errors(tmp_path, engine, code, key):
     msg = fails(tmp_path, code, engine)
     if engine == "rjsonnet":  # rjsonnet evaluates them; the key holding one is named
-        assert f"{key}: number out of range" in msg and "only finite numbers" in msg, msg
+        assert f"{key}: not a finite number (" in msg and "JSON cannot hold it" in msg, msg
     else:  # the official engine refuses them itself, with a location
         assert ("overflow" in msg or "not a number" in msg) and "t.jsonnet:1:" in msg, msg
 
@@ -149,9 +149,31 @@ def test_cli_non_finite_number_exit_3_and_nothing_touched(tmp_path, engine):
     assert len(lines) == 1, r.err
     assert str(cfg / "t.jsonnet") in lines[0]
     if engine == "rjsonnet":
-        assert "'v.txt': number out of range" in lines[0], lines[0]
+        assert "'v.txt': not a finite number (Infinity)" in lines[0], lines[0]
     else:
         assert "overflow" in lines[0] and "t.jsonnet:1:" in lines[0], lines[0]
     assert "Traceback" not in r.err and "internal error" not in r.err
     assert ((out / "v.txt").read_bytes(), (out / "v.txt").stat().st_mtime_ns) == before
     assert sorted(p.name for p in out.iterdir()) == ["v.txt"]
+
+
+@pytest.mark.parametrize("out,key,shown", [
+    ('{"a.txt": "x\\" inf NaN", "b.txt": [1, -inf]}', "'b.txt'", "-Infinity"),
+    ('{"inf": "inf", "NaN": {"k": NaN}}', "'NaN'", "NaN"),
+    ('{"a": Infinity}', "'a'", "Infinity"),
+])
+def test_non_finite_key_found_without_touching_strings(out, key, shown):
+    from rconfd_py.render import _load_output
+
+    with pytest.raises(TemplateError) as e:
+        _load_output(Path("/t.jsonnet"), out)
+    assert str(e.value) == f"/t.jsonnet: {key}: not a finite number ({shown}): JSON cannot hold it"
+
+
+def test_output_that_is_not_json():
+    from rconfd_py.render import _load_output
+
+    with pytest.raises(TemplateError, match=r"^/t.jsonnet: the engine's output is not JSON: "
+                                            r"Expecting value: line 1 column 8"):
+        _load_output(Path("/t.jsonnet"), '{"a": [infinity]}')
+    assert _load_output(Path("/t.jsonnet"), '{"a": "inf"}') == {"a": "inf"}
