@@ -22,8 +22,9 @@ from rconfd_py.errors import ConfigError
 from rconfd_py.refs import METHODS, RefError, SecretRef, parse_ref
 from rconfd_py.subst import BadSubstitution, UndefinedVariable, substitute
 
-FEW = settings(max_examples=200, deadline=None)
-SOME = settings(max_examples=400, deadline=None)
+# Modest budgets (CI has 2 cores); no example database: a failure prints its example.
+FEW = settings(max_examples=200, deadline=None, database=None)
+SOME = settings(max_examples=400, deadline=None, database=None)
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
