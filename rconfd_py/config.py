@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import ConfigError
 from .refs import RefError, SecretRef, parse_ref
-from .subst import UndefinedVariable, substitute
+from .subst import BadSubstitution, UndefinedVariable, substitute
 
 DEFAULT_MODE = 0o640
 TEMPLATE_KEYS = {"dir", "mode", "user", "secrets", "hooks", "reload", "reload_signal"}
@@ -27,6 +28,13 @@ HOOK_KINDS = ("ready", "modified")
 # s6-svc command letters by name (the s6 control fifo protocol).
 RELOAD_SIGNALS = {"hup": "h", "usr1": "1", "usr2": "2", "term": "t", "restart": "r", "int": "i",
                   "quit": "q", "alrm": "a"}
+# A mode is 1 to 4 ASCII octal digits ("0640", "640"), read as octal like rconfd does, and at
+# most 0777: no setuid, setgid or sticky bit on a rendered file.
+_MODE = re.compile(r"[0-7]{1,4}")
+MAX_MODE = 0o777
+# Control characters (C0, DEL, C1) in a path or user name: refused, they only ever come from a
+# mistake or an attack, and would break one-line log messages.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class TemplateConf:
@@ -116,18 +124,34 @@ def load_config(directory: str | Path, env: Mapping[str, str] | None = None) -> 
 
 def load_file(path: Path, config_dir: Path, env: Mapping[str, str]) -> list[TemplateConf]:
     try:
-        raw = json.loads(path.read_bytes())
+        data = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")  # strict: no encoded surrogates, no other encoding
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    try:
+        raw = json.loads(text, parse_int=_int)
     except ValueError as e:
         raise ConfigError(f"{path}: invalid JSON: {e}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
-    if _has_nul(raw):
-        raise ConfigError(f"{path}: a string contains a NUL byte")
+    if "\\u" in text:  # NUL and lone surrogates can only come from \u escapes
+        problem = _bad_string(raw)
+        if problem:
+            raise ConfigError(f"{path}: {problem}")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object mapping templates to settings")
     return [_template(path, config_dir, name, body, env) for name, body in raw.items()]
+
+
+def _int(text: str) -> int:
+    # No config value is a number; refuse a huge one before int() spends time (and raises an
+    # error that talks about sys.set_int_max_str_digits).
+    if len(text) > 100:
+        raise ValueError(f"a number with {len(text)} digits")
+    return int(text)
 
 
 def _template(path: Path, config_dir: Path, name: str, body: object,
@@ -139,11 +163,14 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
 
     if not name:
         raise fail("", "empty template path")
+    if _CONTROL.search(name):
+        raise fail("", "the template path contains a control character")
     if not isinstance(body, dict):
         raise fail("", "expected an object with dir, mode, user, secrets, hooks")
     unknown = sorted(set(body) - TEMPLATE_KEYS)
     if unknown:
-        raise fail(unknown[0], f"unknown key (allowed: {', '.join(sorted(TEMPLATE_KEYS))})")
+        key = unknown[0] if unknown[0].isidentifier() else repr(unknown[0])
+        raise fail(key, f"unknown key (allowed: {', '.join(sorted(TEMPLATE_KEYS))})")
 
     def string(key: str, default: str | None) -> str | None:
         val = body.get(key, default)
@@ -153,26 +180,38 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
 
     def subst(key: str, text: str) -> str:
         try:
-            return substitute(text, env)
+            value = substitute(text, env)
         except UndefinedVariable as e:
             raise fail(key, f"undefined variable ${{{e.args[0]}}}") from None
+        except BadSubstitution as e:
+            raise fail(key, f"malformed ${{...}}: {e}") from None
+        if value is not text and "\0" in value:
+            raise fail(key, "a NUL byte after ${VAR} substitution")
+        return value
+
+    def no_control(key: str, value: str) -> str:
+        if _CONTROL.search(value):
+            raise fail(key, "contains a control character (newline, tab, ...)")
+        return value
 
     template = Path(name) if name.startswith("/") else config_dir / name
-    out_dir = subst("dir", string("dir", "") or "")
+    out_dir = no_control("dir", subst("dir", string("dir", "") or ""))
     out = Path(out_dir) if out_dir.startswith("/") else config_dir / out_dir
 
     mode_text = string("mode", None)
     mode = DEFAULT_MODE
     if mode_text is not None:
-        try:
-            mode = int(mode_text, 8)
-        except ValueError:
-            mode = -1
-        if not 0 <= mode <= 0o7777:
-            raise fail("mode", f"bad mode {mode_text!r} (expected an octal string like \"0640\")")
+        if not _MODE.fullmatch(mode_text):
+            raise fail("mode", f"bad mode {mode_text!r} (expected 1 to 4 octal digits, "
+                               f"like \"0640\" or \"640\")")
+        mode = int(mode_text, 8)
+        if mode > MAX_MODE:
+            raise fail("mode", f"bad mode {mode_text!r}: setuid, setgid and sticky bits are not "
+                               f"allowed (expected at most \"0777\", like \"0640\")")
 
     user = string("user", None) or None
     if user is not None:
+        no_control("user", user)
         import pwd
 
         try:
@@ -205,7 +244,8 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
     hooks: dict[str, tuple[str, ...]] = {}
     for kind, cmd in hooks_raw.items():
         if kind not in HOOK_KINDS:
-            raise fail(f"hooks.{kind}", f"unknown hook (allowed: {', '.join(HOOK_KINDS)})")
+            shown = kind if kind.isidentifier() else repr(kind)
+            raise fail(f"hooks.{shown}", f"unknown hook (allowed: {', '.join(HOOK_KINDS)})")
         if cmd is None or cmd == "":
             continue
         hooks[kind] = _command(cmd, lambda msg, k=kind: fail(f"hooks.{k}", msg))
@@ -215,7 +255,7 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
         reload_raw = [reload_raw]
     if not isinstance(reload_raw, list) or not all(isinstance(d, str) for d in reload_raw):
         raise fail("reload", "expected a list of s6 service directories")
-    reload = tuple(subst("reload", d) for d in reload_raw)
+    reload = tuple(no_control("reload", subst("reload", d)) for d in reload_raw)
     for d in reload:
         if not d.startswith("/"):
             raise fail("reload", f"service directory {d!r} must be absolute")
@@ -230,14 +270,26 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
     )
 
 
-def _has_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\0" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+def _bad_string(value: object) -> str:
+    """Why a string (key or value) anywhere in the document is unusable, or "" (iterative: a
+    document nested as deeply as json accepts must not exhaust the stack here)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str):
+            if "\0" in v:
+                return "a string contains a NUL byte"
+            try:
+                v.encode()
+            except UnicodeEncodeError as e:
+                return (f"a string contains a lone surrogate \\u{ord(v[e.start]):04x} "
+                        f"(not valid Unicode)")
+    return ""
 
 
 def _command(cmd: object, fail) -> tuple[str, ...]:

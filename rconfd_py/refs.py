@@ -11,12 +11,14 @@ once however many templates name it.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections import namedtuple
 
 BACKENDS = ("vault", "env", "file", "exe")
 METHODS = ("GET", "PUT", "POST", "LIST")
 FORMATS = ("str", "js")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class RefError(ValueError):
@@ -49,6 +51,10 @@ class SecretRef(namedtuple("SecretRef", "text backend path role method kwargs fm
 
 def parse_ref(text: str) -> SecretRef:
     """Parse one secret path; raise RefError with a precise reason."""
+    bad = _CONTROL.search(text)
+    if bad:
+        raise RefError(f"control character {bad.group()!r} at offset {bad.start()} "
+                       f"(newline, tab, NUL, ... are not allowed in a secret path)")
     parts = text.split(":", 2)
     if len(parts) != 3:
         raise RefError("expected backend:args:path")

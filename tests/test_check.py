@@ -60,3 +60,28 @@ def test_check_config_error_names_key(tmp_path):
     (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {"secrets": {"env:str:${UNSET_X}": "x"}}}))
     r = rconfd("check", "-d", cfg)
     assert r.rc == errors.EXIT_CONFIG and "undefined variable ${UNSET_X}" in r.err
+
+
+def test_check_cannot_evaluate_values_the_run_refuses_them(tmp_path):
+    """check parses templates but cannot evaluate them (no secrets): a value JSON cannot hold is
+    found by the run, as a template error (exit 3), not by check."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "t.jsonnet").write_text("{ 'v.txt': 1e400 }")
+    (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {"dir": str(tmp_path / "out")}}))
+    assert rconfd("check", "-d", cfg).rc == 0
+    r = rconfd("-d", cfg)
+    assert r.rc == errors.EXIT_TEMPLATE and "'v.txt': not a finite number" in r.err, r.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_reports_malformed_substitution_instead_of_ok(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "t.jsonnet").write_text("{}")
+    (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {"dir": str(tmp_path / "${")}}))
+    r = rconfd("check", "-d", cfg)
+    assert r.rc == errors.EXIT_CONFIG, r.err
+    assert r.lines == [f"rconfd-py: error: {cfg / 'a.json'}: 't.jsonnet'.dir: malformed ${{...}}: "
+                       f"unterminated '${{' at offset {len(str(tmp_path)) + 1} "
+                       f"(expected ${{NAME}})"], r.err

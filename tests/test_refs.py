@@ -49,3 +49,17 @@ def test_exe_kinds_and_argv():
 def test_bad_refs_say_why(text, why):
     with pytest.raises(RefError, match=why.replace("(", r"\(").replace(")", r"\)")):
         parse_ref(text)
+
+
+@pytest.mark.parametrize("text,shown", [
+    ("env:str:A\nB", r"'\n' at offset 9"),
+    ("vault:role:kv/data/x\r", r"'\r' at offset 20"),
+    ("vault:ro\tle:kv/x", r"'\t' at offset 8"),
+    ("file:str:/a\x00b", r"'\x00' at offset 11"),
+    ("exe:str:/bin/echo a\x85", r"'\x85' at offset 19"),
+    ("vault:role,key=v\x7f:kv/x", r"'\x7f' at offset 16"),
+])
+def test_control_characters_are_refused(text, shown):
+    with pytest.raises(RefError) as e:
+        parse_ref(text)
+    assert f"control character {shown}" in str(e.value) and "\n" not in str(e.value)
