@@ -122,6 +122,21 @@ def load_config(directory: str | Path, env: Mapping[str, str] | None = None) -> 
     return Config(dir=directory, templates=tuple(templates))
 
 
+class _Duplicate(Exception):
+    pass
+
+
+def _unique(pairs: list) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Duplicate(key)
+            seen.add(key)
+    return out
+
+
 def load_file(path: Path, config_dir: Path, env: Mapping[str, str]) -> list[TemplateConf]:
     try:
         data = path.read_bytes()
@@ -132,7 +147,10 @@ def load_file(path: Path, config_dir: Path, env: Mapping[str, str]) -> list[Temp
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from None
     try:
-        raw = json.loads(text, parse_int=_int)
+        raw = json.loads(text, parse_int=_int, object_pairs_hook=_unique)
+    except _Duplicate as e:
+        raise ConfigError(f"{path}: key {e.args[0]!r} appears twice in one object (JSON keeps "
+                          f"only the last)") from None
     except ValueError as e:
         raise ConfigError(f"{path}: invalid JSON: {e}") from None
     except RecursionError:

@@ -112,6 +112,8 @@ def _parse_vault(text: str, args: list[str], path: str) -> SecretRef:
     path = path.removeprefix("v1/")
     if not path:
         raise RefError("vault: empty path")
+    if any(seg in (".", "..", "") for seg in path.split("/")):
+        raise RefError("vault: '.', '..' or an empty segment in the path")
     return SecretRef(
         text=text, backend="vault", path=path, role=role, method=method or "GET",
         kwargs=tuple(kwargs),

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import pytest
 from cli import rconfd
@@ -284,3 +285,14 @@ def test_cli_config_error_exit_2_one_line_nothing_touched(tmp_path, command, set
     assert "Traceback" not in r.err and "internal error" not in r.err
     assert _snapshot(out) == before
     assert (out / "v.txt").read_text() == "previous\n"
+
+
+@pytest.mark.parametrize("text, key", [
+    ('{"t.jsonnet": {"mode": "0600"}, "t.jsonnet": {"mode": "0644"}}', "t.jsonnet"),
+    ('{"t.jsonnet": {"mode": "0600", "mode": "0644"}}', "mode"),
+    ('{"t.jsonnet": {"secrets": {"env:str:A": "a", "env:str:A": "b"}}}', "env:str:A"),
+])
+def test_a_key_twice_in_one_object_is_an_error_not_last_wins(tmp_path, text, key):
+    (tmp_path / "a.json").write_text(text)
+    with pytest.raises(ConfigError, match=rf"a.json: key '{re.escape(key)}' appears twice"):
+        load_config(tmp_path, env={})

@@ -63,3 +63,9 @@ def test_control_characters_are_refused(text, shown):
     with pytest.raises(RefError) as e:
         parse_ref(text)
     assert f"control character {shown}" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("path", ["kv/../sys/seal", "kv/./x", "kv//x", "../x"])
+def test_dot_segments_in_a_vault_path_are_refused(path):
+    with pytest.raises(RefError, match="'.', '..' or an empty segment"):
+        parse_ref(f"vault:r:{path}")
