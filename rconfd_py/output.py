@@ -155,22 +155,45 @@ class Writer:
         return result
 
     def commit(self, batch: Staged) -> None:
-        """Rename every staged file into place (then the batch is spent)."""
+        """Rename every staged file into place (then the batch is spent). When the batch holds
+        several files, each file replaced is first hard-linked to a backup name, so that a
+        rename failing halfway (a temp file removed by the directory's owner meanwhile) puts
+        back the files already renamed: all or nothing."""
         entry = None
+        done: list[tuple[_Entry, str | None]] = []
+        several = len(batch.entries) > 1
         try:
             for entry in batch.entries:
                 fd = batch.dirs.open(entry.dir, entry.path, create=False)
-                os.rename(entry.tmp, entry.name, src_dir_fd=fd, dst_dir_fd=fd)
-                entry.renamed = True
+                backup = None
+                if several and entry.existed:
+                    backup = _tmp_name(entry.name)
+                    try:  # the name itself, whatever it is: a link is linked, not followed
+                        os.link(entry.name, backup, src_dir_fd=fd, dst_dir_fd=fd,
+                                follow_symlinks=False)
+                    except FileNotFoundError:
+                        backup = None
+                try:
+                    os.rename(entry.tmp, entry.name, src_dir_fd=fd, dst_dir_fd=fd)
+                except OSError:
+                    if backup is not None:
+                        _unlink(batch.dirs, entry, backup)
+                    raise
+                entry.tmp, entry.renamed = None, True
+                done.append((entry, backup))
                 self._known[entry.path] = entry.known
+        except (OSError, OutputError) as e:
+            self._rollback(batch, done)
+            self.abort(batch)
+            if isinstance(e, OutputError):
+                raise
+            raise OutputError(f"cannot replace {entry.path}: {e.strerror}") from None
+        try:
+            for entry, backup in done:
+                if backup is not None:
+                    _unlink(batch.dirs, entry, backup)
             for path, seen, mode, owner in batch.fixes:
                 _fix_metadata(batch.dirs, path, seen, mode, owner)
-        except OSError as e:
-            self.abort(batch)
-            raise OutputError(f"cannot replace {entry.path}: {e.strerror}") from None
-        except OutputError:
-            self.abort(batch)
-            raise
         finally:
             batch.dirs.close()
             for result, group in batch.groups:
@@ -179,6 +202,20 @@ class Writer:
                         result.changed.append(entry.path)
                         if entry.existed:
                             result.replaced.append(entry.path)
+
+    def _rollback(self, batch: Staged, done: list[tuple[_Entry, str | None]]) -> None:
+        """Put back what the renames of a failed commit replaced."""
+        for entry, backup in reversed(done):
+            self._known.pop(entry.path, None)
+            entry.renamed = False
+            try:
+                fd = batch.dirs.open(entry.dir, entry.path, create=False)
+                if backup is not None:
+                    os.rename(backup, entry.name, src_dir_fd=fd, dst_dir_fd=fd)
+                else:
+                    os.unlink(entry.name, dir_fd=fd)  # it was not there before
+            except (OSError, OutputError) as e:
+                log.error("cannot put back %s: %s", entry.path, getattr(e, "strerror", e))
 
     def abort(self, batch: Staged) -> None:
         """Remove the temp files of the batch that were not renamed (then the batch is
@@ -227,7 +264,7 @@ class Writer:
                 return _Entry(path, digest, existed=True)  # replaced, not read
             if not (known is not None and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                     == known[1:]):
-                if _fd_digest(fd) != digest:
+                if not _fd_holds(fd, data):
                     return _Entry(path, digest, existed=True)
             self._known[path] = seen = _Known(digest, st.st_dev, st.st_ino, st.st_size,
                                               st.st_mtime_ns)
@@ -242,7 +279,7 @@ class Writer:
     def _stage_one(dirs: _Dirs, entry: _Entry, data: bytes, mode: int, owner: Owner | None
                    ) -> None:
         fd_dir = dirs.open(entry.dir, entry.path, create=True)
-        tmp = f".{entry.name[:200]}.{os.urandom(4).hex()}{TMP_SUFFIX}"
+        tmp = _tmp_name(entry.name)
         fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=fd_dir)
         entry.tmp = tmp
         try:
@@ -284,9 +321,30 @@ class _Dirs:
             os.close(fd)
 
 
+def _tmp_name(name: str) -> str:
+    return f".{_tmp_stem(name)}.{os.urandom(4).hex()}{TMP_SUFFIX}"
+
+
+def _unlink(dirs: _Dirs, entry: _Entry, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dirs.open(entry.dir, entry.path, create=False))
+    except (OSError, OutputError):
+        pass  # removed meanwhile; else swept at the next start
+
+
+def _tmp_stem(name: str) -> str:
+    """What a temp file of `name` is named after: the name itself, or for a name too long to
+    take the temp suffix within NAME_MAX, its first 150 bytes and a hash of the whole."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= 200:
+        return name
+    short = raw[:150].decode("utf-8", "ignore")  # cut on a character boundary
+    return f"{short}~{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
 def _sweep(fd_dir: int, name: str) -> None:
     """Remove the temp files of `name` that a killed rconfd-py left (they may hold secrets)."""
-    prefix = f".{name[:200]}."
+    prefix = f".{_tmp_stem(name)}."
     try:
         entries = os.listdir(fd_dir)
     except OSError:
@@ -302,11 +360,18 @@ def _sweep(fd_dir: int, name: str) -> None:
                 pass
 
 
-def _fd_digest(fd: int) -> bytes:
-    h = hashlib.sha256()
-    while chunk := os.read(fd, 1 << 16):
-        h.update(chunk)
-    return h.digest()
+def _fd_holds(fd: int, data: bytes) -> bool:
+    """Whether the open file holds exactly `data`: reads at most one byte more than that, so a
+    file its owner grows meanwhile (to a sparse terabyte) costs nothing."""
+    view = memoryview(data)
+    pos = 0
+    while True:
+        chunk = os.read(fd, min(1 << 16, len(data) - pos + 1))
+        if not chunk:
+            return pos == len(data)
+        if view[pos:pos + len(chunk)] != chunk:
+            return False
+        pos += len(chunk)
 
 
 def _fix_metadata(dirs: _Dirs, path: Path, seen: _Known, mode: int, owner: Owner | None

@@ -89,3 +89,49 @@ def test_open_dir_without_create_names_what_is_missing(tmp_path):
         open_dir(str(tmp_path / "nope" / "deeper"))
     os.close(open_dir(str(tmp_path / "made" / "deeper"), create=True))
     assert (tmp_path / "made" / "deeper").is_dir()
+
+
+def test_a_root_link_the_user_renamed_onto_a_file_secret_is_not_read(svc, tmp_path):
+    user, d, shadow = svc
+    (d / "ca.pem").symlink_to(shadow)  # root's link in the user's dir, to a root-only file
+    user.run("mv", str(d / "ca.pem"), str(d / "token"))
+    cfg, out = file_secret_config(tmp_path, d / "token")
+    run = rconfd("-d", cfg)
+    assert run.rc == 5 and "in a directory that another user can change" in run.err, run.err
+    assert not out.exists()
+
+
+def test_a_hard_link_to_a_root_file_is_not_read(svc, tmp_path):
+    _, d, shadow = svc
+    os.link(shadow, d / "token")  # what protected_hardlinks=0 lets the user do
+    cfg, out = file_secret_config(tmp_path, d / "token")
+    run = rconfd("-d", cfg)
+    assert run.rc == 5 and f"{d}/token is a file with several hard links" in run.err, run.err
+    assert not out.exists()
+
+
+def test_root_links_on_a_read_only_mount_are_followed_whatever_the_modes(shared_tmp, tmp_path):
+    """A Kubernetes Secret volume with fsGroup: group-writable dirs, but mounted read-only."""
+    import subprocess
+
+    from helpers import require
+
+    vol = shared_tmp / "vol"
+    vol.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=2775", "tmpfs",
+                           str(vol)], capture_output=True, text=True)
+    require(f"a tmpfs mount ({done.stderr.strip()})", done.returncode == 0)
+    try:
+        (vol / "..2026_11_30").mkdir()
+        (vol / "..2026_11_30" / "password").write_text("hunter22")
+        (vol / "..data").symlink_to("..2026_11_30")
+        (vol / "password").symlink_to("..data/password")
+        cfg, out = file_secret_config(tmp_path, vol / "password")
+        run = rconfd("-d", cfg)
+        assert run.rc == 5 and "another user can change" in run.err  # writable: refused
+        subprocess.run(["mount", "-o", "remount,ro", str(vol)], check=True)
+        run = rconfd("-d", cfg)
+        assert run.rc == 0, run.err
+        assert (out / "out.txt").read_text() == "hunter22\n"
+    finally:
+        subprocess.run(["umount", "-l", str(vol)], check=False)

@@ -74,3 +74,46 @@ def test_rename_replaces_a_symlink_not_its_target(tmp_path):
 def test_output_path_relative_and_absolute(tmp_path):
     assert output_path(tmp_path, "a/../b.txt") == tmp_path / "b.txt"
     assert str(output_path(tmp_path, "/etc/x")) == "/etc/x"
+
+
+def test_a_rename_failing_halfway_puts_back_what_was_already_renamed(tmp_path):
+    """The directory's owner removes a staged temp file before the commit: the files renamed
+    before it are put back (old content, or absent as before), and nothing is left over."""
+    a, b, c = tmp_path / "a.conf", tmp_path / "new.conf", tmp_path / "sub" / "z.conf"
+    w = Writer()
+    w.write({a: b"old a\n", c: b"old z\n"}, 0o640, None)
+    batch = w.batch()
+    w.stage(batch, {a: b"new a\n", b: b"new\n"}, 0o640, None)
+    w.stage(batch, {c: b"new z\n"}, 0o640, None)
+    staged = [p for p in (tmp_path / "sub").iterdir() if p.name.endswith(TMP_SUFFIX)]
+    assert len(staged) == 1
+    staged[0].unlink()
+    with pytest.raises(OutputError, match=f"cannot replace {c}: No such file or directory"):
+        w.commit(batch)
+    assert a.read_bytes() == b"old a\n" and not b.exists() and c.read_bytes() == b"old z\n"
+    assert leftovers(tmp_path) == []
+    r = w.write({a: b"new a\n"}, 0o640, None)  # the writer forgot what it had renamed
+    assert r.changed == [a] and a.read_bytes() == b"new a\n"
+
+
+def test_a_file_grown_by_its_owner_is_compared_without_reading_it_all(tmp_path):
+    a = tmp_path / "a.conf"
+    a.write_bytes(b"same\n")
+    with open(a, "r+b") as f:  # what the racing owner leaves: the right size at stat time is
+        f.truncate(1 << 40)     # not needed, a sparse terabyte is never read past 6 bytes
+    w = Writer()
+    from rconfd_py.output import _fd_holds
+
+    fd = os.open(a, os.O_RDONLY)
+    try:
+        assert not _fd_holds(fd, b"same\n")
+    finally:
+        os.close(fd)
+    assert w.write({a: b"same\n"}, 0o640, None).changed == [a]
+
+
+def test_long_names_share_no_temp_files(tmp_path):
+    names = ["x" * 200 + "a", "x" * 200 + "b", "é" * 120]
+    files = {tmp_path / n: n.encode() for n in names}
+    assert sorted(Writer().write(files, 0o640, None).changed) == sorted(files)
+    assert all(p.read_bytes() == d for p, d in files.items()) and leftovers(tmp_path) == []

@@ -252,3 +252,26 @@ def test_kill_9_at_random_points_never_leaves_a_torn_file(shared_tmp, tmp_path):
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(names)
     assert all((out / n).read_text() == whole[versions[-1]] for n in names)
+
+
+def test_a_root_link_renamed_by_the_user_in_their_own_dir_is_not_followed(scene):
+    """The link is root's (made in the image), but the user can rename it to the name rconfd-py
+    walks: in a directory another user can change, no link is followed."""
+    user, svc, vault, _ = scene
+    (svc / "logs").symlink_to(vault)  # root's link, in the user's directory
+    user.run("mv", str(svc / "logs"), str(svc / "conf.d"))
+    with pytest.raises(OutputError, match=f"{svc}/conf.d is a symbolic link in a directory "
+                                          "that another user can change"):
+        Writer().write({svc / "conf.d" / "app.conf": b"x\n"}, 0o640, None)
+    assert sorted(os.listdir(vault)) == ["shadow"]
+
+
+def test_a_hard_link_to_a_root_symlink_is_not_followed(scene):
+    """With fs.protected_hardlinks=0 (the kernel's default), the user can hard-link root's own
+    /var/run -> /run link into their dir; root stands in for that here."""
+    _, svc, vault, _ = scene
+    (vault.parent / "run-link").symlink_to(vault)
+    os.link(vault.parent / "run-link", svc / "conf.d", follow_symlinks=False)
+    with pytest.raises(OutputError, match="in a directory that another user can change"):
+        Writer().write({svc / "conf.d" / "app.conf": b"x\n"}, 0o640, None)
+    assert sorted(os.listdir(vault)) == ["shadow"]
