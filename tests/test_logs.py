@@ -1,12 +1,15 @@
 """The redactor masks secret values however a message prints them, and a log line is one line
-whatever text it quotes: unit tests through the real logging pipeline."""
+whatever text it quotes: unit tests through the real logging pipeline, then the real CLI
+against OpenBao at -v, as an attacker would try."""
 
 import io
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
+from cli import rconfd
 
 from rconfd_py import logs
 from rconfd_py.logs import MASK, Redactor
@@ -201,3 +204,95 @@ def test_version_numbers_are_bookkeeping_not_secrets(fresh):
     fresh.add("user", {"version": "1234", "pin_version": "x9"})  # not a short number: a secret
     assert emit("%s", "1234 x9") == f"rconfd-py: error: {MASK} {MASK}\n"
 
+
+# -- the real CLI against OpenBao, at -v: what an attacker would try --------------------------
+
+
+def jwt_args(vault_env) -> list[str]:
+    return ["-u", vault_env["VAULT_ADDR"], "-l", "/auth/jwt/login",
+            "-t", vault_env["VAULT_JWT_PATH"]]
+
+
+def config(tmp_path: Path, template: str, secrets: dict) -> tuple[Path, Path]:
+    out, cfg = tmp_path / "out", tmp_path / "cfg"
+    cfg.mkdir(parents=True)
+    (cfg / "t.jsonnet").write_text(template)
+    (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {"dir": str(out), "secrets": secrets}}))
+    return cfg, out
+
+
+def test_cli_a_3_character_secret_in_a_template_error_is_masked(tmp_path, vault_env, stack):
+    stack.client().secrets.kv.v2.create_or_update_secret(
+        path="logs/pin", secret={"pin": "7q3", "password": "long-pass-xyz"}, mount_point="kv")
+    tpl = ("local s = std.extVar('secrets');\n"
+           "{ 'a.txt': error 'bad pin ' + s.kv.data.pin + ' (' + std.toString(s.kv.data) + ')' }")
+    cfg, out = config(tmp_path, tpl, {"vault:test-role:kv/data/logs/pin": "kv"})
+    r = rconfd("-d", cfg, "-v", *jwt_args(vault_env))
+    assert r.rc == 3 and "bad pin" in r.err and "debug:" in r.err, r.err
+    assert not whole_word("7q3", r.err) and "long-pass-xyz" not in r.err, r.err
+    assert f"bad pin {logs.MASK}" in r.err and not out.exists()
+
+
+def test_cli_request_parameters_are_secrets(tmp_path, vault_env):
+    hmac_input = "c2VjcmV0LWhtYWMtaW5wdXQ="  # base64: accepted, and fetched
+    tpl = "local s = std.extVar('secrets'); { 'mac.txt': s.mac.hmac }"
+    cfg, out = config(tmp_path, tpl, {"vault:test-role,POST,input=${IN}:transit/hmac/mysecret":
+                                      "mac"})
+    ok = rconfd("-d", cfg, "-v", *jwt_args(vault_env), env={"IN": hmac_input})
+    assert ok.rc == 0, ok.err
+    assert f"fetched vault:test-role,POST,input={logs.MASK}:transit/hmac/mysecret" in ok.err
+    assert hmac_input not in ok.err and hmac_input[:12] not in ok.err
+    # Vault echoes a refused common_name in its error: a short one and a long one
+    secrets = {"vault:test-role,POST,common_name=${CN1}:pki/issue/example.com": "c1",
+               "vault:test-role,POST,common_name=${CN2}:pki/issue/example.com": "c2"}
+    (tmp_path / "2").mkdir()
+    cfg, out = config(tmp_path / "2", "{}", secrets)
+    bad = rconfd("-d", cfg, "-v", *jwt_args(vault_env),
+                 env={"CN1": "q.z", "CN2": "secret-cn.attacker.org"})
+    assert bad.rc == 4, bad.err
+    refused = [ln for ln in bad.lines if "not allowed by this role" in ln]
+    assert len(refused) == 2, bad.err  # Vault did echo both values
+    assert f"common_name={logs.MASK}:pki/issue/example.com" in refused[0]
+    assert f"common name {logs.MASK} not allowed" in refused[0]
+    assert not whole_word("q.z", bad.err) and "secret-cn" not in bad.err, bad.err
+
+
+def test_cli_a_jwt_vault_echoes_in_a_long_error_is_never_printed_in_part(tmp_path, vault_env):
+    """Vault's field validation quotes a bad value (`invalid duration "..."`); the JWT sent as
+    one goes past the 300 characters the client keeps of an error."""
+    jwt_text = Path(vault_env["VAULT_JWT_PATH"]).read_text().strip()
+    assert len(jwt_text) > 300
+    secrets = {"vault:test-role,POST,common_name=www.example.com,ttl=${JWT}:pki/issue/example.com":
+               "cert"}
+    cfg, _ = config(tmp_path, "{}", secrets)
+    r = rconfd("-d", cfg, "-v", *jwt_args(vault_env), env={"JWT": jwt_text})
+    assert r.rc == 4 and "invalid duration" in r.err, r.err  # Vault echoed it
+    pieces = [jwt_text[i:i + 16] for i in range(len(jwt_text) - 15)]
+    assert not [p for p in pieces if p in r.err], r.err
+    assert f'invalid duration "{logs.MASK}"' in r.err
+    assert all(ln.startswith("rconfd-py: ") for ln in r.lines)
+
+
+def test_cli_a_piece_of_a_request_parameter_vault_quotes_is_masked(tmp_path, vault_env):
+    """OpenBao parses `ttl=hunter2longpassword` as days ("d") and quotes the rest back."""
+    secrets = {"vault:test-role,POST,common_name=www.example.com,ttl=${TTL}:pki/issue/example.com":
+               "cert"}
+    cfg, _ = config(tmp_path, "{}", secrets)
+    r = rconfd("-d", cfg, "-v", *jwt_args(vault_env), env={"TTL": "hunter2longpassword"})
+    assert r.rc == 4 and "strconv.ParseInt: parsing" in r.err, r.err  # Vault echoed a piece
+    assert "hunter2" not in r.err and f'parsing "{logs.MASK}"' in r.err, r.err
+
+
+def test_cli_output_keys_and_errors_cannot_forge_log_lines(tmp_path):
+    tpl = ("{ 'a\\nrconfd-py: info: forged-by-key.txt': 'x',"
+           "  'b.txt': if std.length(std.extVar('secrets')) == 0 then 'y' }")
+    cfg, out = config(tmp_path, tpl, {})
+    r = rconfd("-d", cfg, "-v")
+    (tmp_path / "2").mkdir()
+    cfg2, _ = config(tmp_path / "2", "{ x: error 'nope\\nrconfd-py: info: forged\\u001b[1A' }", {})
+    bad = rconfd("-d", cfg2, "-v")
+    assert bad.rc == 3, bad.err
+    for run in (r, bad):
+        assert all(ln.startswith("rconfd-py: ") for ln in run.err.splitlines()), run.err
+        assert "\x1b" not in run.err and "forged" in run.err  # there, quoted in a line
+        assert not [ln for ln in run.err.splitlines() if ln.startswith("rconfd-py: info: forged")]
