@@ -316,8 +316,18 @@ class RedactingFormatter(logging.Formatter):
         return line
 
 
+class _Handler(logging.StreamHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A message that cannot be formatted (a bug): one line naming its format string, not
+        logging's default dump of the record's arguments, which may be secrets."""
+        try:
+            self.stream.write(f"rconfd-py: error: cannot log {escape(str(record.msg))!r}\n")
+        except Exception:  # noqa: BLE001 - stderr itself is gone: nothing left to tell
+            pass
+
+
 def setup(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(RedactingFormatter(FORMAT))
     # the format uses none of the caller's file/line, thread or process: not collecting them
     # spares a stack walk and three lookups per log line

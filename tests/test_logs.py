@@ -205,6 +205,20 @@ def test_version_numbers_are_bookkeeping_not_secrets(fresh):
     assert emit("%s", "1234 x9") == f"rconfd-py: error: {MASK} {MASK}\n"
 
 
+def test_a_message_that_cannot_be_formatted_does_not_dump_its_arguments(fresh, capsys):
+    fresh.add("s", "long-secret-value")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.setup(False)
+        logging.getLogger("rconfd-test-logs-bad").error("%d items", "long-secret-value")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert err == "rconfd-py: error: cannot log '%d items'\n"
+
+
 # -- the real CLI against OpenBao, at -v: what an attacker would try --------------------------
 
 
