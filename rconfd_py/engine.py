@@ -76,6 +76,9 @@ class Engine:
                    ) -> tuple[dict[SecretRef, Secret], dict[SecretRef, RconfdError]]:
         """Fetch each ref once, concurrently; return what came and what failed (not stored)."""
         refs = list(dict.fromkeys(refs))
+        for r in refs:  # request parameters (`input=${PASSWORD}`) are secrets too: masked in
+            if r.kwargs:  # every line naming the ref, and in Vault's errors echoing them
+                redactor.add(("kwargs", r), [{k: v} for k, v in r.kwargs])
         errors: dict[SecretRef, RconfdError] = {}
         for role in sorted({r.role for r in refs if r.backend == "vault"}):
             try:  # one login per role, before the concurrent reads share it

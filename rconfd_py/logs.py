@@ -1,19 +1,54 @@
 """Logging set-up, with a redactor: no secret value reaches a log line, whatever the verbosity.
 
 Backends never log values, but messages from elsewhere (a jsonnet `error` built from a secret,
-a traceback at -v) could carry one. Every fetched string value, token and JWT is registered here
-and masked in the final formatted text.
+Vault echoing a request parameter, a traceback at -v) could carry one. Every fetched value,
+token, JWT and `key=val` request parameter is registered here and masked in each log line:
+
+- a string of MIN_LEN (4) characters or more is masked wherever it occurs, as it is and as JSON,
+  `repr()` or Go's `%q` print it, and so is each line of 4+ characters of a multi-line value;
+- a shorter one (a PIN, `version=2`) is masked where it stands as a whole word (no letter, digit
+  or `_` right before or after it) in the text a line quotes: the message's arguments (errors,
+  paths, secret paths), a message without arguments, a traceback; not in rconfd-py's own
+  wording and numbers (`rendered 2 template(s)`), which carry no secret;
+- then control characters are escaped (newline as `\\n`, others as `\\xNN` or `\\uNNNN`), so
+  that no text quoted in a message can split or forge a log line; a traceback keeps its lines,
+  indented.
+
+Vault's error text is masked by the client before it is cut (`redact`, `redact_fragments`,
+`safe`): a cut secret would no longer be recognised.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
+from collections.abc import Mapping
 from json.encoder import encode_basestring, encode_basestring_ascii
 
 MASK = "<redacted>"
-MIN_LEN = 4  # shorter strings ("true", ports) would mask ordinary words
+FORMAT = "rconfd-py: %(levelname)s: %(message)s"
+LEVEL_NAMES = ((logging.WARNING, "warning"), (logging.ERROR, "error"), (logging.INFO, "info"),
+               (logging.DEBUG, "debug"))
+MIN_LEN = 4  # shorter strings are masked only as whole words ("2" in "v2" is not a secret)
+BLANK = " \t\n\r\x0b\x0c"  # stripped from values; a value of nothing else cannot leak
+
+# C0, DEL, C1, the Unicode line and paragraph separators, and the bidirectional overrides
+# (which reorder what a terminal shows)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')  # a Go-quoted (%q) string
+
+
+def _escape_one(m: re.Match) -> str:
+    c = m.group()
+    return _NAMED.get(c) or (f"\\x{ord(c):02x}" if c <= "\xff" else f"\\u{ord(c):04x}")
+
+
+def escape(text: str) -> str:
+    """`text` with its control characters escaped: one line, printing nothing but itself."""
+    return text if _CONTROL.search(text) is None else _CONTROL.sub(_escape_one, text)
 
 
 class Redactor:
@@ -21,12 +56,17 @@ class Redactor:
     (a renewed credential), so the set stays as large as what the process holds.
 
     Registering is cheap (the daemon re-registers a certificate at every renewal): the strings
-    of a value are worked out only when the next log line needs them, once per new value."""
+    of a value are worked out only when the next log line needs them, once per new value; the
+    pattern for short values is compiled again only when their set changes."""
 
     def __init__(self) -> None:
         self._raw: dict[object, object] = {}  # key -> value as registered
         self._strings: dict[object, frozenset[str]] = {}  # key -> its strings, once needed
-        self._values: tuple[str, ...] | None = ()  # longest first; None: rebuild
+        self._shorts: dict[object, frozenset[str]] = {}  # key -> those under MIN_LEN, if any
+        # (long strings, longest first; pattern of the short ones or None); None: rebuild
+        self._state: tuple[tuple[str, ...], re.Pattern | None] | None = ((), None)
+        self._short: tuple[frozenset[str], re.Pattern | None] = (frozenset(), None)
+        self._haystack: tuple[tuple[str, ...], str] = ((), "")  # see redact_fragments
         self._lock = threading.Lock()
 
     def add(self, key: object, value: object) -> None:
@@ -36,71 +76,259 @@ class Redactor:
                 return
             self._raw[key] = value
             self._strings.pop(key, None)
-            self._values = None
+            self._shorts.pop(key, None)
+            self._state = None
+
+    def _current(self) -> tuple[tuple[str, ...], re.Pattern | None]:
+        state = self._state
+        if state is not None:
+            return state
+        with self._lock:
+            for key, value in self._raw.items():
+                if key not in self._strings:
+                    strings = set(_leaves(value))
+                    short = {s for s in strings if len(s) < MIN_LEN}
+                    self._strings[key] = frozenset(strings - short if short else strings)
+                    if short:
+                        self._shorts[key] = frozenset(short)
+            long = tuple(sorted(set().union(*self._strings.values()), key=len, reverse=True))
+            short = frozenset().union(*self._shorts.values())
+            if short != self._short[0]:  # rare: most secrets are long
+                # every start of a short value standing as a whole word, overlaps included
+                # (a lookahead matches nothing, so the search goes on at the next character)
+                alts = "|".join(map(re.escape, sorted(short, key=len, reverse=True)))
+                pattern = re.compile(rf"(?<!\w)(?=({alts})(?!\w))") if short else None
+                self._short = (short, pattern)
+            self._state = state = (long, self._short[1])
+        return state
 
     def redact(self, text: str) -> str:
-        # substring tests, no regex: a pattern over thousands of values costs more to
-        # recompile at each renewal than these tests cost per log line
-        values = self._values
-        if values is None:
-            with self._lock:
-                for key, value in self._raw.items():
-                    if key not in self._strings:
-                        self._strings[key] = frozenset(_leaves(value))
-                every = set().union(*self._strings.values())
-                values = self._values = tuple(sorted(every, key=len, reverse=True))
-        for v in values:
-            if v in text:
-                text = text.replace(v, MASK)
+        """`text` with every registered string masked: `text` is all quoted data (an error
+        from Vault, a traceback), so short values are masked too, as whole words."""
+        long, short = self._current()
+        return _mask(text, long, short)
+
+    def redact_long(self, text: str) -> str:
+        """`text` with the registered strings of MIN_LEN+ characters masked wherever they are."""
+        return _mask(text, self._current()[0], None)
+
+    def redact_fragments(self, text: str) -> str:
+        """Mask each double-quoted string of MIN_LEN+ characters in `text` that is a piece of a
+        registered string. For Vault's error text: Go quotes what it could not parse, often a
+        piece of the value (`strconv.ParseInt: parsing "hunter2passwor"`: the final "d" of
+        "hunter2password" taken for a unit of days)."""
+        if '"' not in text:
+            return text
+        long = self._current()[0]
+        hay = self._haystack
+        if hay[0] is not long:  # every string joined once per change of the set, when needed
+            hay = self._haystack = (long, "\0".join(long))
+
+        def sub(m: re.Match) -> str:
+            piece = m.group(1)
+            return f'"{MASK}"' if len(piece) >= MIN_LEN and piece in hay[1] else m.group()
+
+        return _QUOTED.sub(sub, text)
+
+    def message(self, record: logging.LogRecord) -> str:
+        """The record's message with the short values masked as whole words in the text its
+        arguments bring (all of it when it has none), not in the format string nor in numbers
+        (counts, durations: rconfd-py's own)."""
+        short = self._current()[1]
+        if short is None:
+            return record.getMessage()
+        msg = str(record.msg)
+        args = record.args
+        if not args:
+            return _mask(msg, (), short)
+        if isinstance(args, Mapping):
+            return msg % {k: _arg(v, short) for k, v in args.items()}
+        return msg % tuple(_arg(a, short) for a in args)
+
+
+def _mask(text: str, long: tuple[str, ...], short: re.Pattern | None) -> str:
+    """Mask the union of every occurrence (overlapping ones too: two secrets sharing
+    characters are both hidden entirely, not the first and the rest of the second)."""
+    spans = None
+    for v in long:  # substring tests: no regex over thousands of values to recompile
+        if v in text:
+            spans = spans or []
+            n, i = len(v), text.find(v)
+            while i >= 0:
+                spans.append((i, i + n))
+                i = text.find(v, i + 1)
+    if short is not None:
+        for m in short.finditer(text):
+            spans = spans or []
+            spans.append((m.start(), m.end(1)))
+    if not spans:
         return text
+    spans.sort()
+    out, pos = [], 0
+    for start, end in spans:
+        if end <= pos:
+            continue
+        if start >= pos:
+            out.append(text[pos:start])
+            out.append(MASK)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+class _Masked:
+    """A message argument printing itself (`%s` or `%r`) with the short values masked."""
+
+    __slots__ = ("obj", "short")
+
+    def __init__(self, obj: object, short: re.Pattern) -> None:
+        self.obj, self.short = obj, short
+
+    def __str__(self) -> str:
+        return _mask(str(self.obj), (), self.short)
+
+    def __repr__(self) -> str:
+        return _mask(repr(self.obj), (), self.short)
+
+    def __int__(self) -> int:
+        return int(self.obj)  # type: ignore[call-overload]
+
+    def __float__(self) -> float:
+        return float(self.obj)  # type: ignore[arg-type]
+
+
+def _arg(value: object, short: re.Pattern) -> object:
+    return value if isinstance(value, (int, float)) else _Masked(value, short)
+
+
+def _forms(part: str) -> set[str]:
+    """`part` as a message may print it: raw, JSON (ASCII or not), repr(), Go's %q (Vault's
+    echo: `invalid duration "..."`), escaped by us."""
+    return {part, encode_basestring_ascii(part)[1:-1], encode_basestring(part)[1:-1],
+            repr(part)[1:-1], _go_quote(part), escape(part)}
+
+
+_GO_NAMED = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+             "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+
+
+def _go_quote(s: str) -> str:
+    """Go's strconv.Quote without its quotes."""
+    out = []
+    for c in s:
+        if c in _GO_NAMED:
+            out.append(_GO_NAMED[c])
+        elif c.isprintable():
+            out.append(c)
+        elif c < "\x80":
+            out.append(f"\\x{ord(c):02x}")
+        elif c <= "\uffff":
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(f"\\U{ord(c):08x}")
+    return "".join(out)
 
 
 def _leaves(value: object, out: list[str] | None = None) -> list[str]:
-    """The strings to mask for `value`: each string leaf, each of its lines, and each as a JSON
-    or jsonnet message would print it (quotes, backslashes, control and non-ASCII characters
-    escaped)."""
+    """The strings to mask for `value`: each string leaf (ASCII blanks stripped), each of its
+    lines of MIN_LEN+ characters, and each as JSON, repr(), Go or our escaping prints them.
+    Numbers count as their text (a PIN); booleans and None are no secrets; an empty or blank
+    string cannot leak."""
     out = [] if out is None else out
     if isinstance(value, bool) or value is None:
         return out
     if isinstance(value, (int, float)):
         value = str(value)  # a PIN or numeric password printed by a template
     if isinstance(value, str):
+        whole = value.strip(BLANK)  # a file's or a command's final newline is not printed
+        if not whole:
+            return out
         lines = value.splitlines()
-        # the whole value, and each line of a multi-line one (never longer than the whole)
-        candidates = (value, *lines) if len(lines) > 1 else (value,)
-        parts = [p for p in (c.strip() for c in candidates) if len(p) >= MIN_LEN]
-        out += parts
+        # the whole value, and each line of a multi-line one (a short line, "}" or "-->", is
+        # no secret on its own: only 4+ characters)
+        parts = [whole]
+        if len(lines) > 1 or lines[0] != value:  # (a line ends at "\x1e" or "\u2028" too)
+            parts += [p for p in (ln.strip(BLANK) for ln in lines)
+                      if len(p) >= MIN_LEN and p != whole]
         if (value.isascii() and '"' not in value and "\\" not in value
-                and "".join(lines).isprintable()):
-            # the common case (passwords, tokens, PEM): lines print as they are; only the
-            # multi-line whole has an escaped form (its newlines), the same in both encodings
-            if len(lines) > 1 and parts:
-                out.append(encode_basestring(parts[0])[1:-1])
+                and value.replace("\n", "").replace("\r", "").isprintable()):
+            # the common case (passwords, tokens, PEM): lines print as they are; only line
+            # breaks have an escaped form, the same in every encoding
+            out += parts
+            for s in {whole, value}:  # (as fetched: a final newline escaped shows too)
+                if "\n" in s or "\r" in s:
+                    out.append(s.replace("\r", "\\r").replace("\n", "\\n"))
             return out
         for part in parts:
-            for escaped in (encode_basestring_ascii(part)[1:-1], encode_basestring(part)[1:-1]):
-                if escaped != part:
-                    out.append(escaped)
+            out += _forms(part)
+        if value != whole:  # escaped as fetched, blanks included: "\\nab" hides no "ab"
+            out += [f for f in _forms(value) if f != value]
     elif isinstance(value, dict):
-        for v in value.values():
-            _leaves(v, out)
+        for k, v in value.items():
+            if not _bookkeeping(k, v):
+                _leaves(v, out)
     elif isinstance(value, (list, tuple)):
         for v in value:
             _leaves(v, out)
     return out
 
 
+def _bookkeeping(key: object, value: object) -> bool:
+    """A version number of 1-3 digits (kv v2's `metadata.version`, transit's `key_version`, a
+    `version=2` request parameter): Vault's bookkeeping, not a secret, and masked it would
+    hide every line number and count it equals in a quoted error."""
+    return (isinstance(key, str) and (key == "version" or key.endswith("_version"))
+            and not isinstance(value, bool) and isinstance(value, (int, str))
+            and len(str(value)) < MIN_LEN and str(value).isdigit())
+
+
 redactor = Redactor()
 
 
+def safe(text: str) -> str:
+    """`text` (all of it quoted data: Vault's error message) fit for a log line or a status
+    file: secrets masked, then control characters escaped, then masked again (what escaping
+    made of a value JSON escapes the same way)."""
+    text = redactor.redact(text)
+    escaped = escape(text)
+    return text if escaped is text else redactor.redact(escaped)
+
+
 class RedactingFormatter(logging.Formatter):
+    """Mask, then escape: the message is one line; a traceback (-v) keeps its lines, masked,
+    indented, with their other control characters escaped."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return redactor.redact(super().format(record))
+        record.message = redactor.message(record)
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = redactor.redact_long(self.formatMessage(record))
+        escaped = escape(line)
+        if escaped is not line:  # what escaping made of a value, JSON-escaped the same way
+            line = redactor.redact_long(escaped)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        extra = [t for t in (record.exc_text,
+                             record.stack_info and self.formatStack(record.stack_info)) if t]
+        if extra:  # indented: a line at column 0 is always a record's first
+            lines = redactor.redact("\n".join(extra)).split("\n")
+            line += "".join("\n  " + escape(ln) for ln in lines)
+        return line
+
+
+class _Handler(logging.StreamHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A message that cannot be formatted (a bug): one line naming its format string, not
+        logging's default dump of the record's arguments, which may be secrets."""
+        try:
+            self.stream.write(f"rconfd-py: error: cannot log {escape(str(record.msg))!r}\n")
+        except Exception:  # noqa: BLE001 - stderr itself is gone: nothing left to tell
+            pass
 
 
 def setup(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("rconfd-py: %(levelname)s: %(message)s"))
+    handler = _Handler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(FORMAT))
     # the format uses none of the caller's file/line, thread or process: not collecting them
     # spares a stack walk and three lookups per log line
     logging._srcfile = None
@@ -108,6 +336,5 @@ def setup(verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for level, name in ((logging.WARNING, "warning"), (logging.ERROR, "error"),
-                        (logging.INFO, "info"), (logging.DEBUG, "debug")):
+    for level, name in LEVEL_NAMES:
         logging.addLevelName(level, name)

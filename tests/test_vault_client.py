@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from rconfd_py import logs
 from rconfd_py.errors import VaultError
-from rconfd_py.vault.client import VaultClient, api_base
+from rconfd_py.logs import MASK, Redactor
+from rconfd_py.vault.client import MAX_ERROR, VaultClient, _errors, api_base
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -57,6 +59,12 @@ class Handler(BaseHTTPRequestHandler):
         if p.startswith("/v1/status/"):
             code = int(p.rsplit("/", 1)[1])
             self._json(code, {"errors": ["something bad"]} if code != 404 else {"errors": []})
+        elif p == "/v1/echo":  # as Vault's field validation echoes a bad value
+            sent = json.loads(body or b"{}")
+            self._json(400, {"errors": [
+                f'{sent.get("before", "")}Field validation failed: error converting input for '
+                f'field "ttl": time: invalid duration "{sent.get("ttl")}"{sent.get("after", "")}'
+            ]})
         elif p == "/v1/html":
             data = b"<html>bad gateway</html>"
             self.send_response(502)
@@ -174,3 +182,78 @@ def test_tls_with_the_given_ca(tmp_path):
         assert "CERTIFICATE_VERIFY_FAILED" in str(e.value) or "certificate" in str(e.value)
     finally:
         srv.shutdown()
+
+
+# -- Vault's error text: masked before it is cut, one line --------------------------------------
+
+JWT = ("eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9." + "eyJzdWIiOiJyY29uZmQtdGVzdCJ9" * 9 + "."
+       + "c2lnbmF0dXJlLXNpZ25hdHVyZQ" * 5)[:400]  # as long as a service-account JWT
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    r = Redactor()
+    monkeypatch.setattr(logs, "redactor", r)
+    return r
+
+
+def chunks(secret: str, n: int = 12) -> list[str]:
+    return [secret[i:i + n] for i in range(0, len(secret) - n + 1)]
+
+
+def test_a_jwt_echoed_in_a_400_is_masked_before_the_cut_wherever_it_falls(server, fresh):
+    assert len(JWT) == 400
+    fresh.add("jwt", JWT)
+    client = VaultClient(server)
+    for pad in range(0, 330, 7):  # the JWT starts before, across and after the 300th character
+        with pytest.raises(VaultError) as e:
+            client.request("POST", "echo", body={"ttl": JWT, "before": "x" * pad})
+        msg = str(e.value)
+        assert not any(c in msg for c in chunks(JWT)), (pad, msg)
+        assert e.value.status == 400 and "\n" not in msg
+        text = msg.split("HTTP 400: ", 1)[1]
+        assert len(text) <= MAX_ERROR + 3 and (MASK in text or "<" not in text)
+
+
+def test_without_the_fix_the_cut_would_print_most_of_the_jwt(fresh):
+    """The attack the client defends against: cut first, and what remains of the JWT is too
+    short for the redactor to recognise."""
+    fresh.add("jwt", JWT)
+    echoed = f"invalid duration \"{JWT}\""
+    assert JWT[:200] in fresh.redact(echoed[:MAX_ERROR])  # the old order leaked
+    assert JWT[:12] not in _errors({"errors": [echoed]}, 400, "Bad Request")
+
+
+def test_a_multi_line_secret_echoed_raw_is_masked_before_its_newlines_go(fresh):
+    secret = "line-one-of-it\nline-two-of-it\nab"
+    fresh.add("s", secret)
+    text = _errors({"errors": [f"bad value {secret!s} here", "second\nerror"]}, 400, "")
+    assert text == f"bad value {MASK} here; second error"
+
+
+def test_vault_error_text_cannot_forge_a_line_and_its_reason_is_quoted_too(fresh):
+    text = _errors({"errors": ["bad\r\nrconfd-py: info: forged\x1b[2K\x00"]}, 400, "")
+    assert text == "bad rconfd-py: info: forged\\x1b[2K\\x00"
+    assert _errors(None, 502, "Bad\x1b[31m Gateway") == "Bad\\x1b[31m Gateway"
+    fresh.add("pin", "735")
+    assert _errors({"errors": ["pin 735 rejected"]}, 400, "") == f"pin {MASK} rejected"
+
+
+def test_a_short_secret_is_not_left_standing_alone_by_the_cut(fresh):
+    fresh.add("pin", "735")
+    text = _errors({"errors": ["x" * (MAX_ERROR - 4) + " 7350 more"]}, 400, "")
+    assert text == "x" * (MAX_ERROR - 4) + f" {MASK}..."  # what the cut left of "7350"
+
+
+def test_a_quoted_piece_of_a_secret_in_vault_text_is_masked(fresh):
+    """OpenBao's own answer to `ttl=hunter2longpassword`: the final "d" is taken for days and
+    the rest echoed, a piece the whole-value redactor cannot recognise."""
+    fresh.add("kwargs", ("hunter2longpassword", "ab"))
+    text = _errors({"errors": ['Field validation failed: error converting input for field "ttl": '
+                               'strconv.ParseInt: parsing "hunter2longpasswor": invalid syntax']},
+                   400, "")
+    assert text == ('Field validation failed: error converting input for field "ttl": '
+                    f'strconv.ParseInt: parsing "{MASK}": invalid syntax')
+    # a quoted piece of fewer than 4 characters, or of no secret, is kept
+    assert _errors({"errors": ['bad "hun" in "unrelated text"']}, 400, "") == \
+        'bad "hun" in "unrelated text"'

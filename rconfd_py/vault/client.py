@@ -1,7 +1,11 @@
 """The Vault API client: JSON requests to `/v1/...` with a token, Vault's errors made into
 one-line VaultErrors (status 0: no answer, which is transient).
 
-It never logs request or response bodies: they carry tokens and secrets.
+It never logs request or response bodies: they carry tokens and secrets. Vault's error text can
+echo what was sent (a request parameter, a JWT), or a quoted piece of it: the error message
+masks every registered secret in it, and every quoted piece of one, BEFORE cutting it to
+MAX_ERROR characters (a cut secret would no longer be recognised), and escapes its control
+characters, so the message is safe wherever it is shown.
 """
 
 from __future__ import annotations
@@ -10,8 +14,11 @@ import json
 import os
 from urllib.parse import quote, urlencode
 
+from .. import logs
 from ..errors import ConfigError, VaultError
 from .http import HTTPClient, TransportError
+
+MAX_ERROR = 300  # characters of Vault's error text kept in a message
 
 
 def api_base(url: str) -> str:
@@ -62,7 +69,8 @@ class VaultClient:
         except TransportError as e:
             if e.timeout:
                 raise VaultError(f"{where}: Vault did not answer in time ({self.base})") from None
-            raise VaultError(f"{where}: cannot reach Vault at {self.base}: {e}") from None
+            raise VaultError(f"{where}: cannot reach Vault at {self.base}: {_quote(str(e))}"
+                             ) from None
         if resp.status == 204:
             return {}
         try:
@@ -77,11 +85,27 @@ class VaultClient:
 
 def _errors(data: object, status: int, reason: str) -> str:
     if isinstance(data, dict) and isinstance(data.get("errors"), list):
-        msgs = [str(m).strip().replace("\n", " ") for m in data["errors"] if m]
+        msgs = [str(m).strip() for m in data["errors"] if m]
         if msgs:
-            return "; ".join(msgs)[:300]
+            return _quote("; ".join(msgs))
         if status == 404:
             return "not found"
     if 200 <= status < 300:
         return "answer is not a JSON object"
-    return reason or "error"
+    return _quote(reason) if reason else "error"
+
+
+def _quote(text: str) -> str:
+    """Text from the other end, fit for a message: secrets masked (as Vault echoed them, line
+    breaks included, and any quoted piece of one), then newlines made spaces and other control
+    characters escaped, then cut to MAX_ERROR characters, never inside a mask."""
+    text = logs.redactor.redact_fragments(logs.redactor.redact(text))
+    text = logs.safe(text.replace("\r\n", " ").replace("\n", " "))
+    if len(text) <= MAX_ERROR:
+        return text
+    cut = text[:MAX_ERROR]
+    start = cut.rfind(logs.MASK[0], MAX_ERROR - len(logs.MASK) + 1)
+    if start >= 0 and text.startswith(logs.MASK, start):
+        cut = cut[:start]
+    # what is left of a word cut short could be a short secret standing alone: mask again
+    return logs.redactor.redact(cut) + "..."
