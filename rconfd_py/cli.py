@@ -168,8 +168,8 @@ def guarded(work: Callable[[], int]) -> int:
         return work()
     except RconfdError as e:
         log.error("%s", e)
-        if e.detail:
-            log.debug("%s", e.detail)
+        for line in e.detail.splitlines():  # each line its own record: one line each
+            log.debug("%s", line)
         return e.exit_code
     except KeyboardInterrupt:
         return EXIT_OK
