@@ -24,8 +24,8 @@ from cli import rconfd
 from helpers import require
 
 from rconfd_py import __version__, errors
-from rconfd_py.image.containerfile import DEFAULT_BASE, render
-from rconfd_py.image.engine import ENGINES, build_command
+from rconfd_py.image.containerfile import DEFAULT_BASE, generate
+from rconfd_py.image.builder import BUILDERS, build_command
 from rconfd_py.image.layers import DEFAULT_BASE_TAG, DEFAULT_S6_TAG, S6_OVERLAY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,10 +92,10 @@ def check_structure(text: str, *, multi_stage: bool, base: str = DEFAULT_BASE,
     assert wheels in copies
 
 
-def fake_engines(bindir: Path, rc: int = 0) -> Path:
+def fake_builders(bindir: Path, rc: int = 0) -> Path:
     """buildah/podman/docker stand-ins recording their argv in bindir/<name>.argv."""
     bindir.mkdir(parents=True, exist_ok=True)
-    for name in ENGINES:
+    for name in BUILDERS:
         path = bindir / name
         path.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {bindir / name}.argv\nexit {rc}\n')
         path.chmod(0o755)
@@ -131,10 +131,10 @@ def wheel(context: Path) -> Path:
 
 
 def test_top_level_containerfile_is_the_generated_one():
-    assert (ROOT / "Containerfile").read_text() == render("source"), (
+    assert (ROOT / "Containerfile").read_text() == generate("source"), (
         "Containerfile is generated: rconfd-py image containerfile > Containerfile")
     r = rconfd("image", "containerfile")
-    assert r.rc == 0 and r.out == render("source")
+    assert r.rc == 0 and r.out == generate("source")
 
 
 def test_top_level_containerfile_lints_and_is_multi_stage():
@@ -152,15 +152,15 @@ def test_top_level_containerfile_lints_and_is_multi_stage():
     ("alpine:3.22", "3.2.0.3"),
 ])
 def test_generated_context_containerfile_lints_and_is_single_stage(base, s6_overlay):
-    text = render("context", base=base)
+    text = generate("context", base=base)
     lint(text)
     check_structure(text, multi_stage=False, base=base, s6_overlay=s6_overlay)
     assert "AS build" not in text
 
 
 def test_context_is_from_the_base_layer_and_the_top_level_from_plain_alpine():
-    check_structure(render("context"), multi_stage=False, base=DEFAULT_BASE_TAG)
-    check_structure(render("source"), multi_stage=True, base=DEFAULT_BASE)
+    check_structure(generate("context"), multi_stage=False, base=DEFAULT_BASE_TAG)
+    check_structure(generate("source"), multi_stage=True, base=DEFAULT_BASE)
 
 
 def test_ignore_files_keep_the_context_small():
@@ -176,7 +176,7 @@ def test_ignore_files_keep_the_context_small():
 
 def test_context_is_self_contained(context: Path):
     text = (context / "Containerfile").read_text()
-    assert text == render("context")
+    assert text == generate("context")
     lint(text)
     assert sorted(p.name for p in (context / "wheels").iterdir()) == [WHEEL_NAME]
     with zipfile.ZipFile(context / "wheels" / WHEEL_NAME) as z:
@@ -237,11 +237,11 @@ def test_context_usage_errors_exit_2(tmp_path: Path, args, needles):
     assert (checkout / "deploy" / "rootfs").is_dir()
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", BUILDERS)
 def test_build_dry_run_prints_the_command_and_builds_nothing(tmp_path: Path, wheel, engine):
-    bindir = fake_engines(tmp_path / "bin")
+    bindir = fake_builders(tmp_path / "bin")
     dest = tmp_path / "ctx"
-    r = rconfd("image", "build", "--engine", engine, "--dry-run", "--context", dest,
+    r = rconfd("image", "build", "--builder", engine, "--dry-run", "--context", dest,
                "--wheel", wheel, "--tag", "localhost/rconfd-py:test",
                env={"PATH": str(bindir)})
     assert r.rc == 0, r.err
@@ -254,7 +254,7 @@ def test_build_dry_run_prints_the_command_and_builds_nothing(tmp_path: Path, whe
     assert (dest / "wheels" / WHEEL_NAME).is_file()  # the printed command is runnable as is
 
 
-def test_build_dry_run_without_the_engine_installed_still_prints(tmp_path: Path, wheel):
+def test_build_dry_run_without_the_builder_installed_still_prints(tmp_path: Path, wheel):
     r = rconfd("image", "build", "--engine", "podman", "--dry-run", "--wheel", wheel,
                env={"PATH": str(tmp_path)})
     assert r.rc == 0, r.err
@@ -267,8 +267,8 @@ def test_build_dry_run_without_the_engine_installed_still_prints(tmp_path: Path,
         shutil.rmtree(context)
 
 
-def test_build_picks_the_first_engine_found_and_runs_it(tmp_path: Path, wheel):
-    bindir = fake_engines(tmp_path / "bin")
+def test_build_picks_the_first_builder_found_and_runs_it(tmp_path: Path, wheel):
+    bindir = fake_builders(tmp_path / "bin")
     (bindir / "buildah").unlink()
     r = rconfd("image", "build", "--wheel", wheel, env={"PATH": str(bindir)})
     assert r.rc == 0, r.err
@@ -278,17 +278,17 @@ def test_build_picks_the_first_engine_found_and_runs_it(tmp_path: Path, wheel):
     assert not (bindir / "docker.argv").exists()
 
 
-def test_no_engine_found_is_one_line_exit_2(tmp_path: Path, wheel):
+def test_no_builder_found_is_one_line_exit_2(tmp_path: Path, wheel):
     r = rconfd("image", "build", "--wheel", wheel, env={"PATH": str(tmp_path)})
-    one_error_line(r, errors.EXIT_CONFIG, "no container engine found", "buildah, podman, docker")
-    r = rconfd("image", "build", "--engine", "docker", "--wheel", wheel,
+    one_error_line(r, errors.EXIT_CONFIG, "no container builder found", "buildah, podman, docker")
+    r = rconfd("image", "build", "--builder", "docker", "--wheel", wheel,
                env={"PATH": str(tmp_path)})
     one_error_line(r, errors.EXIT_CONFIG, "docker not found")
 
 
-def test_engine_failure_is_one_line_exit_7(tmp_path: Path, wheel):
-    bindir = fake_engines(tmp_path / "bin", rc=3)
-    r = rconfd("image", "build", "--engine", "docker", "--wheel", wheel, "--context",
+def test_builder_failure_is_one_line_exit_7(tmp_path: Path, wheel):
+    bindir = fake_builders(tmp_path / "bin", rc=3)
+    r = rconfd("image", "build", "--builder", "docker", "--wheel", wheel, "--context",
                tmp_path / "ctx", env={"PATH": str(bindir)})
     one_error_line(r, errors.EXIT_BUILD, "docker build failed (exit 3)")
     assert errors.BuildError.exit_code == errors.EXIT_BUILD == 7

@@ -66,7 +66,7 @@ def froms(text: str) -> list[str]:
 
 def dry_run(*args: str | Path, env: dict | None = None) -> tuple[Path, str, str]:
     """`rconfd-py image ARGS --dry-run --engine podman`: (context, tag, its Containerfile)."""
-    r = rconfd("image", *args, "--dry-run", "--engine", "podman", env=env, timeout=300)
+    r = rconfd("image", *args, "--dry-run", "--builder", "podman", env=env, timeout=300)
     assert r.rc == 0, r.err
     ctx = Path(r.out.splitlines()[0].removeprefix("# context: "))
     argv = shlex.split(r.out.splitlines()[1])
@@ -113,7 +113,7 @@ def test_base_layer_options_appear_exactly_when_asked(tmp_path: Path, repo, mima
 
 def test_base_layer_repository_line_is_prepended(tmp_path: Path):
     """The RUN that trusts the repository, run by sh on a stand-in repositories file."""
-    text = base_layer.render(repository="https://apk.example.com/main", key=KEY)
+    text = base_layer.generate(repository="https://apk.example.com/main", key=KEY)
     (run,) = [c.value[0] for c in instructions(text) if c.cmd == "RUN"]
     repos = tmp_path / "repositories"
     repos.write_text("https://dl-cdn.alpinelinux.org/alpine/v3.20/main\n")
@@ -136,7 +136,7 @@ def test_base_layer_repository_line_is_prepended(tmp_path: Path):
 def test_base_layer_usage_errors_exit_2(tmp_path: Path, args, needles):
     (tmp_path / KEY).write_text("k")
     args = [str(a).format(key=tmp_path / KEY) for a in args]
-    r = rconfd("image", "base", *args, "--dry-run", "--engine", "podman", "--context",
+    r = rconfd("image", "base", *args, "--dry-run", "--builder", "podman", "--context",
                tmp_path / "ctx")
     one_error_line(r, errors.EXIT_CONFIG, *needles)
 
@@ -283,7 +283,7 @@ def test_service_config_gets_the_reload_it_lacks(tmp_path: Path):
 ])
 def test_service_usage_errors_exit_2(tmp_path: Path, args, needles):
     args = [a.format(example=EXAMPLE, root=ROOT) for a in args]
-    r = rconfd("image", "service", *args, "--dry-run", "--engine", "podman", "--context",
+    r = rconfd("image", "service", *args, "--dry-run", "--builder", "podman", "--context",
                tmp_path / "ctx")
     one_error_line(r, errors.EXIT_CONFIG, *needles)
 
@@ -495,7 +495,7 @@ def import_base(tarball: Path) -> str:
 
 def build(ctx: Path, tag: str) -> str:
     """Lint the context's Containerfile, build it with buildah (vfs, chroot isolation)."""
-    from rconfd_py.image.engine import build_command
+    from rconfd_py.image.builder import build_command
 
     lint((ctx / "Containerfile").read_text())
     argv = build_command("buildah", ctx, tag)

@@ -58,7 +58,7 @@ def default_tag(base: str, mimalloc: bool) -> str:
     return base_tag(release, mimalloc)
 
 
-def render(base: str = DEFAULT_ALPINE, *, repository: str | None = None, key: str | None = None,
+def generate(base: str = DEFAULT_ALPINE, *, repository: str | None = None, key: str | None = None,
            mimalloc: bool = False, large_pages: bool = False, distro: Distro = ALPINE) -> str:
     """The base layer's Containerfile. ``repository`` (a URL) and ``key`` (the key file's name in
     the context's apk-keys/) go together; ``large_pages`` needs ``mimalloc``."""
@@ -103,7 +103,7 @@ def write_base_context(dest: str | Path, base: str = DEFAULT_ALPINE, *,
             key_data = key.read_bytes()
         except OSError as e:
             raise OutputError(f"cannot read {key}: {e}") from None
-    text = render(base, repository=repository, key=key.name if key is not None else None,
+    text = generate(base, repository=repository, key=key.name if key is not None else None,
                   mimalloc=mimalloc, large_pages=large_pages, distro=distro)
 
     def populate(ctx: Path) -> None:

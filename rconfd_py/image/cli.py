@@ -1,4 +1,4 @@
-"""`rconfd-py image ...`: argument parsing, then the context writers or the engine.
+"""`rconfd-py image ...`: argument parsing, then the context writers or the container builder.
 
     rconfd-py image base [--base IMAGE] [--apk-repository URL --apk-key FILE]
                          [--mimalloc [--large-pages]] BUILD_OPTIONS
@@ -10,7 +10,7 @@
     rconfd-py image containerfile [--from IMAGE] [--s6-overlay VERSION] [--context]
     rconfd-py image context DIR [--from IMAGE] [--s6-overlay VERSION] [--wheel FILE] [--source DIR]
 
-    BUILD_OPTIONS: [--engine E] [--tag TAG] [--context DIR] [--dry-run]
+    BUILD_OPTIONS: [--builder B] [--tag TAG] [--context DIR] [--dry-run]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import EXIT_OK
 from .containerfile import DEFAULT_BASE
-from .engine import ENGINES
+from .builder import BUILDERS
 from .layers import DEFAULT_ALPINE, DEFAULT_BASE_TAG, DEFAULT_S6_TAG, S6_OVERLAY
 
 log = logging.getLogger("rconfd_py")
@@ -50,11 +50,11 @@ commands:
                   deploy/rootfs/ and wheels/ (the rconfd-py wheel, built from the checkout)
 
 base, build and service write a context (a temporary one, or --context DIR) and build it with
-the first engine found ({', '.join(ENGINES)}), or --engine; --dry-run prints the context and
+the first builder found ({', '.join(BUILDERS)}), or --builder; --dry-run prints the context and
 the command instead. The s6-overlay pinned is the one the Alpine release in the FROM image's
 name ships ({', '.join(f'{r}: {v}' for r, v in S6_OVERLAY.items())}), or --s6-overlay.
-exit codes: 0 ok, 2 usage error (no engine found, no source checkout), 6 cannot write the
-            context, 7 pip wheel or the engine failed"""
+exit codes: 0 ok, 2 usage error (no builder found, no source checkout), 6 cannot write the
+            context, 7 pip wheel or the builder failed"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,7 +80,8 @@ def parser() -> argparse.ArgumentParser:
                             help="the source checkout (default: the one rconfd-py runs from)")
 
     def buildable(sp: argparse.ArgumentParser, tag: str) -> None:
-        sp.add_argument("--engine", choices=ENGINES, help="container engine (the first found)")
+        sp.add_argument("--builder", "--engine", dest="builder", choices=BUILDERS,
+                        help="container builder (the first found); --engine is the old name")
         sp.add_argument("--tag", help=f"image tag ({tag})")
         sp.add_argument("--context", metavar="DIR",
                         help="write the context here and keep it (default: a temporary dir)")
@@ -140,17 +141,17 @@ def main(argv: list[str]) -> int:
     from .. import logs
 
     logs.setup(args.verbose)
-    from ..cli import guarded
+    from ..errors import guarded
 
     return guarded(lambda: run(args))
 
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "containerfile":
-        from .containerfile import render
+        from .containerfile import generate
 
         variant = "context" if args.context else "source"
-        sys.stdout.write(render(variant, base=args.base, s6_overlay=args.s6_overlay))
+        sys.stdout.write(generate(variant, base=args.base, s6_overlay=args.s6_overlay))
         return EXIT_OK
     if args.command == "base":
         return _base(args)
@@ -195,9 +196,9 @@ def _service(args: argparse.Namespace) -> int:
 def build(args: argparse.Namespace, write: Callable[[Path], Path], tag: str) -> int:
     """Write a context with ``write`` (into --context DIR, else a temporary dir) and build it
     as ``tag``; --dry-run prints the context and the command instead."""
-    from .engine import build_command, find_engine, run_build
+    from .builder import build_command, find_builder, run_build
 
-    name, executable = find_engine(args.engine, must_exist=not args.dry_run)
+    name, executable = find_builder(args.builder, must_exist=not args.dry_run)
     keep = args.context is not None or args.dry_run
     dest = args.context or tempfile.mkdtemp(prefix="rconfd-image-")
     try:

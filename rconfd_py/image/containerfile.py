@@ -52,7 +52,7 @@ def template() -> str:
     return resources.files(__package__).joinpath("Containerfile.in").read_text()
 
 
-def render(variant: str = "source", base: str | None = None,
+def generate(variant: str = "source", base: str | None = None,
            system_packages: str = ALPINE_PACKAGES, s6_overlay: str | None = None) -> str:
     """The Containerfile of ``variant`` ("source" or "context") with ``base`` as ARG BASE's
     default (the variant's DEFAULT_FROM if None) and ``s6_overlay`` as ARG S6_OVERLAY_VERSION's

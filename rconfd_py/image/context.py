@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import BuildError, ConfigError, OutputError
-from .containerfile import ALPINE_PACKAGES, render
+from .containerfile import ALPINE_PACKAGES, generate
 from .layers import write_context as write_context_dir
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def write_context(dest: str | Path, *, base: str | None = None, wheel: str | Pat
         raise ConfigError(f"{rootfs} not found: the source checkout has no deploy/rootfs")
     if dest == root.resolve() or (dest / ROOTFS).resolve() == rootfs.resolve():
         raise ConfigError(f"{dest} is the source checkout: write the context elsewhere")
-    text = render("context", base=base, system_packages=system_packages, s6_overlay=s6_overlay)
+    text = generate("context", base=base, system_packages=system_packages, s6_overlay=s6_overlay)
     try:
         wheel_data = wheel.read_bytes() if wheel is not None else b""  # it may be in dest
     except OSError as e:

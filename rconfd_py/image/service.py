@@ -94,7 +94,7 @@ def rconfd_files(name: str, config: str | Path, templates: Sequence[str | Path]
     return files
 
 
-def render(name: str, command: str, *, base: str = DEFAULT_S6_TAG,
+def generate(name: str, command: str, *, base: str = DEFAULT_S6_TAG,
            packages: Sequence[str] = (), copies: Sequence[tuple[str, str]] = (),
            user: str | None = None, rconfd: bool = False, distro: Distro = ALPINE) -> str:
     """The service image's Containerfile; ``copies`` are (path in the context, DEST)."""
@@ -137,7 +137,7 @@ def write_service_context(dest: str | Path, name: str, exec_: str, *,
     sources = [parse_copy(spec) for spec in copies]
     staged = [(f"files/{i}/{src.name}" + ("/" if src.is_dir() else ""), dest)
               for i, (src, dest) in enumerate(sources)]
-    text = render(name, argv[0], base=base, packages=packages, copies=staged, user=user,
+    text = generate(name, argv[0], base=base, packages=packages, copies=staged, user=user,
                   rconfd=bool(rconfd), distro=distro)
     scripts = {"run": run_script(name, argv, user=user, config=config)}
     if critical:

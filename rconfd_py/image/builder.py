@@ -1,4 +1,4 @@
-"""Container engines: find one, spell its build command, run it."""
+"""Container builders (buildah, podman, docker): find one, spell its build command, run it."""
 
 from __future__ import annotations
 
@@ -8,24 +8,24 @@ from pathlib import Path
 
 from ..errors import BuildError, ConfigError
 
-ENGINES = ("buildah", "podman", "docker")  # search order
+BUILDERS = ("buildah", "podman", "docker")  # search order
 
 
-def find_engine(forced: str | None = None, *, must_exist: bool = True) -> tuple[str, str]:
-    """(name, executable) of ``forced`` or of the first of ENGINES on PATH. With
-    ``must_exist=False`` a forced engine that is not installed is returned by name (dry runs)."""
+def find_builder(forced: str | None = None, *, must_exist: bool = True) -> tuple[str, str]:
+    """(name, executable) of ``forced`` or of the first of BUILDERS on PATH. With
+    ``must_exist=False`` a forced builder that is not installed is returned by name (dry runs)."""
     if forced is not None:
-        if forced not in ENGINES:
-            raise ConfigError(f"--engine {forced}: choose one of {', '.join(ENGINES)}")
+        if forced not in BUILDERS:
+            raise ConfigError(f"--builder {forced}: choose one of {', '.join(BUILDERS)}")
         path = shutil.which(forced)
         if path is None and must_exist:
-            raise ConfigError(f"container engine {forced} not found on PATH")
+            raise ConfigError(f"container builder {forced} not found on PATH")
         return forced, path or forced
-    for name in ENGINES:
+    for name in BUILDERS:
         path = shutil.which(name)
         if path is not None:
             return name, path
-    raise ConfigError(f"no container engine found on PATH ({', '.join(ENGINES)}): "
+    raise ConfigError(f"no container builder found on PATH ({', '.join(BUILDERS)}): "
                       "install one, or use `rconfd-py image context DIR` and build it elsewhere")
 
 
@@ -36,7 +36,7 @@ def build_command(executable: str, context: Path, tag: str) -> list[str]:
 
 
 def run_build(name: str, argv: list[str]) -> None:
-    """Run ``argv`` with the engine's output on the terminal; BuildError if it fails."""
+    """Run ``argv`` with the builder's output on the terminal; BuildError if it fails."""
     try:
         rc = subprocess.run(argv, check=False).returncode
     except OSError as e:
