@@ -42,7 +42,7 @@ def check(settings: Settings) -> int:
     if problems:
         return problems[0].exit_code
     log.info("%s: %d template(s), %d secret(s): ok", config.dir, len(config.templates),
-             len(config.refs()))
+             len(config.by_ref))
     return EXIT_OK
 
 

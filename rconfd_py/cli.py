@@ -1,4 +1,5 @@
-"""Command line: argument parsing only, then hand over to the engine, check, demo or image.
+"""Command line: argument parsing, the mode switch (one pass, or the daemon around it), and the
+hand-over to check, demo or image.
 
     rconfd-py [-d DIR] [-u URL] [-l LOGIN_PATH] [-j JPATH] [-c CACERT] [-T TOKEN]
               [-t TOKEN_PATH] [-v] [-r READY_FD] [-D] [--poll S] [--revoke-on-exit] [--engine E]
@@ -13,10 +14,9 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_OK, RconfdError
+from .errors import EXIT_OK, RconfdError, guarded
 
 log = logging.getLogger("rconfd_py")
 
@@ -154,29 +154,20 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import demo
 
             return demo(templates=args.templates, out=args.out, verbose=settings.verbose)
-        from .engine import run
+        from .pipeline import Pipeline
 
-        return run(settings)
+        pipeline = Pipeline(settings)
+        try:
+            if settings.daemon:  # the mode switch: the daemon wraps the same pipeline
+                from .daemon.loop import Daemon
+
+                return Daemon(pipeline).run()
+            pipeline.first_pass()
+            return EXIT_OK
+        finally:
+            pipeline.close()
 
     return guarded(work)
-
-
-def guarded(work: Callable[[], int]) -> int:
-    """Run a command: an expected error is one line and its exit code; a bug is one line too,
-    with the traceback only at -v."""
-    try:
-        return work()
-    except RconfdError as e:
-        log.error("%s", e)
-        for line in e.detail.splitlines():  # each line its own record: one line each
-            log.debug("%s", line)
-        return e.exit_code
-    except KeyboardInterrupt:
-        return EXIT_OK
-    except Exception as e:
-        log.error("internal error: %s: %s", type(e).__name__, e)
-        log.debug("traceback", exc_info=True)
-        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

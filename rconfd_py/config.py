@@ -76,20 +76,17 @@ class TemplateConf:
 
 
 class Config:
-    __slots__ = ("_users", "dir", "templates")
+    __slots__ = ("by_ref", "dir", "templates")
 
     def __init__(self, dir: Path, templates: tuple[TemplateConf, ...]):
         self.dir = dir
         self.templates = templates
-        self._users: dict[SecretRef, list[TemplateConf]] = {}
+        # every distinct secret, with the templates that use it (in config order; not to be
+        # modified)
+        self.by_ref: dict[SecretRef, list[TemplateConf]] = {}
         for t in templates:
             for ref in t.refs:
-                self._users.setdefault(ref, []).append(t)
-
-    def refs(self) -> dict[SecretRef, list[TemplateConf]]:
-        """Every distinct secret, with the templates that use it (in config order; built once,
-        not to be modified)."""
-        return self._users
+                self.by_ref.setdefault(ref, []).append(t)
 
 
 def config_files(directory: Path) -> list[Path]:

@@ -1,9 +1,14 @@
-"""Error classes, one per failure family, each with its documented exit code.
+"""Error classes, one per failure family, each with its documented exit code, and `guarded`,
+which runs a command and turns what it raises into one log line and that code.
 
 Every error rconfd-py expects carries a one-line message naming what is at fault (file, key,
-secret path). `cli.main` prints that line and exits with the class's code; tracebacks are shown
-only with -v, and only for unexpected errors.
+secret path). Tracebacks are shown only with -v, and only for unexpected errors.
 """
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a bug: unexpected exception
@@ -62,3 +67,22 @@ class BuildError(RconfdError):
     def __init__(self, message: str, detail: str = ""):
         super().__init__(message)
         self.detail = detail
+
+
+def guarded(work: Callable[[], int]) -> int:
+    """Run a command (the main one, or `image`): an expected error is one line and its exit
+    code; a bug is one line too, with the traceback only at -v."""
+    log = logging.getLogger("rconfd_py")
+    try:
+        return work()
+    except RconfdError as e:
+        log.error("%s", e)
+        for line in e.detail.splitlines():  # each line its own record: one line each
+            log.debug("%s", line)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as e:
+        log.error("internal error: %s: %s", type(e).__name__, e)
+        log.debug("traceback", exc_info=True)
+        return EXIT_INTERNAL

@@ -1,14 +1,15 @@
-"""Orchestration of one pass: config -> secret refs -> fetch -> render -> write -> notify.
+"""The pipeline of one pass: config -> secret refs -> fetch -> render -> write -> notify.
 
-`Engine` holds the pieces a pass needs (and that daemon mode keeps between passes: tokens,
-fetched secrets, checksums of written files). `run_once` is rconfd without `-D`.
+`Pipeline` holds the pieces a pass needs (and that daemon mode keeps between passes: the writer's
+checksums, the readiness fd); what is fetched is kept in the ledger (ledger.py).
+`Pipeline.first_pass` is rconfd without `-D`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -16,10 +17,11 @@ from . import notify
 from .backends import Sources, fetch
 from .config import RELOAD_SIGNALS, Config, TemplateConf, load_config
 from .errors import RconfdError, TemplateError
+from .ledger import Ledger
 from .logs import redactor
 from .output import Writer, WriteResult, output_path, resolve_owner
 from .refs import SecretRef
-from .render import render
+from .render import render_files
 from .secret import Secret
 from .settings import Settings
 
@@ -27,16 +29,25 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 8
 
 
-class Engine:
-    def __init__(self, settings: Settings, config: Config | None = None):
+class Pipeline:
+    """`clock` (unix time) is the one clock of the process: the backends, the logins and the
+    daemon read it, nothing calls time.time() on its own."""
+
+    def __init__(self, settings: Settings, config: Config | None = None,
+                 clock: Callable[[], float] = time.time):
         self.settings = settings
         self.config = config if config is not None else load_config(settings.dir)
-        self.sources = Sources()
-        self.secrets: dict[SecretRef, Secret] = {}
+        self.clock = clock
+        self.ledger = Ledger()
+        self.sources = Sources(clock=clock)
         self.writer = Writer()
         self.readiness = notify.Readiness(settings.ready_fd)
         self._client = None
         self._owners: dict = {}  # template -> Owner | None, resolved at its first write
+
+    def use_config(self, config: Config) -> None:
+        """A config reloaded (SIGHUP): the templates rendered from now on."""
+        self.config = config
 
     # -- fetch ---------------------------------------------------------------------------
     @property
@@ -56,7 +67,8 @@ class Engine:
                 redactor.add("jwt", value)
                 return value
 
-            self.sources.vault = TokenStore(self._client, s.login_path, jwt)
+            self.sources.vault = TokenStore(self._client, s.login_path, jwt, self.ledger,
+                                            self.clock)
         return self.sources.vault
 
     def fetch(self, refs: Iterable[SecretRef]) -> dict[SecretRef, Secret]:
@@ -64,7 +76,9 @@ class Engine:
         error and raise the first. What did arrive is kept: a retried first pass in daemon mode
         does not mint those credentials again."""
         results, errors = self.fetch_each(refs)
-        self.secrets.update(results)
+        now = self.clock()
+        for secret in results.values():
+            self.ledger.remember(secret, now)
         if errors:
             first, *rest = errors.values()
             for e in rest:
@@ -97,10 +111,9 @@ class Engine:
                 log.debug("fetched %s%s", ref, _lease_text(outcome))
         return results, errors
 
-    def valid(self, ref: SecretRef, margin: float = 2.0) -> bool:
+    def valid(self, ref: SecretRef) -> bool:
         """Fetched, and not about to expire."""
-        s = self.secrets.get(ref)
-        return s is not None and (s.expires_at is None or s.expires_at > time.time() + margin)
+        return self.ledger.valid(ref, self.clock())
 
     # -- render and write ----------------------------------------------------------------
     def render(self, t: TemplateConf) -> dict[Path, bytes]:
@@ -108,8 +121,8 @@ class Engine:
         dynamic = [r for r in t.refs if r.dynamic]
         if dynamic:
             self.fetch(dynamic)
-        values = {var: self.secrets[ref].value for ref, var in t.secrets}
-        files = render(t.template, values, self.settings.jpath, self.settings.engine)
+        values = {var: self.ledger.value(ref) for ref, var in t.secrets}
+        files = render_files(t.template, values, self.settings.jpath, self.settings.engine)
         out: dict[Path, bytes] = {}
         names: dict[Path, str] = {}
         for name, data in files.items():
@@ -171,6 +184,39 @@ class Engine:
         if self._client is not None:
             self._client.close()
 
+    # -- one pass ------------------------------------------------------------------------
+    def first_pass(self, network=nullcontext) -> None:
+        """Fetch everything, render every template, stage every file, and only then rename
+        them all: a single failure leaves every file on disk as it was. Then readiness, then
+        hooks. Secrets already fetched and still valid (a retried first pass in daemon mode)
+        are not fetched again. `network` wraps the Vault calls (the daemon makes them
+        interruptible by SIGTERM)."""
+        config = self.config
+        with network():
+            self.fetch([r for r in config.by_ref if not r.dynamic and not self.valid(r)])
+        rendered: list[tuple[TemplateConf, dict[Path, bytes]]] = []
+        errors: list[RconfdError] = []
+        for t in config.templates:
+            try:
+                rendered.append((t, self.render(t)))
+            except RconfdError as e:
+                errors.append(e)
+        if errors:
+            for e in errors[1:]:
+                log.error("%s", e)
+            raise errors[0]
+        results = [(t, r) for (t, _), r in zip(rendered, self.write_all(rendered))]
+        if not config.templates:
+            log.warning("no template in %s: nothing to render", config.dir)
+        self.readiness.signal()
+        for t, result in results:
+            self.announce(t, result, first=True)
+        for t in config.templates:
+            if "ready" in t.hooks:
+                notify.run_hook("ready", t.label, t.hooks["ready"])
+        log.info("rendered %d template(s), %d file(s) changed", len(results),
+                 sum(len(r.changed) for _, r in results))
+
 
 def _concurrently(calls: list) -> list:
     """Run the calls on up to MAX_WORKERS threads; results in order. (Plain threads: the
@@ -215,46 +261,3 @@ def _lease_text(secret: Secret) -> str:
     return ""
 
 
-def first_pass(engine: Engine, network=nullcontext) -> None:
-    """Fetch everything, render every template, stage every file, and only then rename them
-    all: a single failure leaves every file on disk as it was. Then readiness, then hooks. Secrets already fetched and still
-    valid (a retried first pass in daemon mode) are not fetched again. `network` wraps the
-    Vault calls (the daemon makes them interruptible by SIGTERM)."""
-    config = engine.config
-    with network():
-        engine.fetch([r for r in config.refs() if not r.dynamic and not engine.valid(r)])
-    rendered: list[tuple[TemplateConf, dict[Path, bytes]]] = []
-    errors: list[RconfdError] = []
-    for t in config.templates:
-        try:
-            rendered.append((t, engine.render(t)))
-        except RconfdError as e:
-            errors.append(e)
-    if errors:
-        for e in errors[1:]:
-            log.error("%s", e)
-        raise errors[0]
-    results = [(t, r) for (t, _), r in zip(rendered, engine.write_all(rendered))]
-    if not config.templates:
-        log.warning("no template in %s: nothing to render", config.dir)
-    engine.readiness.signal()
-    for t, result in results:
-        engine.announce(t, result, first=True)
-    for t in config.templates:
-        if "ready" in t.hooks:
-            notify.run_hook("ready", t.label, t.hooks["ready"])
-    log.info("rendered %d template(s), %d file(s) changed", len(results),
-             sum(len(r.changed) for _, r in results))
-
-
-def run(settings: Settings) -> int:
-    engine = Engine(settings)
-    try:
-        if settings.daemon:
-            from .daemon import Daemon
-
-            return Daemon(engine).run()
-        first_pass(engine)
-        return 0
-    finally:
-        engine.close()

@@ -139,7 +139,7 @@ def _bad_secret(secrets: Mapping[str, object]) -> str:
     return ""
 
 
-def render(template: Path, secrets: Mapping[str, object], jpath: Sequence[str] = (),
+def render_files(template: Path, secrets: Mapping[str, object], jpath: Sequence[str] = (),
            engine: str = "rjsonnet") -> dict[str, bytes]:
     """Evaluate and manifest: strings as-is ending with one newline, other values as JSON."""
     files: dict[str, bytes] = {}

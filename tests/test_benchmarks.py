@@ -23,10 +23,10 @@ def test_one_round_of_the_oneshot_scenario(tmp_path, stack, pg):
 
 def test_the_engine_template_renders_its_five_files():
     from benchmarks.engines import SECRETS, TEMPLATE
-    from rconfd_py.render import render
+    from rconfd_py.render import render_files
 
     jpath = [str(TEMPLATE.parent.parent.parent / "templates" / "lib")]
-    files = render(TEMPLATE, SECRETS, jpath, "rjsonnet")
+    files = render_files(TEMPLATE, SECRETS, jpath, "rjsonnet")
     assert set(files) == {"config.json", "app.ini", "app.yaml", "app.env", "upstreams.conf"}
 
 

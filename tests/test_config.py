@@ -32,7 +32,7 @@ def test_secret_keys_substituted_and_shared(tmp_path):
         "b.jsonnet": {"secrets": {"vault:prod-role:kv/data/x": "same"}},
     })
     cfg = load_config(tmp_path, env={"NS": "prod"})
-    refs = cfg.refs()
+    refs = cfg.by_ref
     assert len(refs) == 2  # the kv secret is shared by both templates
     vault = next(r for r in refs if r.backend == "vault")
     assert vault.role == "prod-role" and [t.name for t in refs[vault]] == ["a.jsonnet", "b.jsonnet"]

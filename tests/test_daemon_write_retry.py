@@ -3,13 +3,13 @@ expiry of what is on disk, without fetching the secrets again.
 
 The first test is the defect as it happened: a full disk during a rotation of real PostgreSQL
 credentials from OpenBao. The others drive the daemon's scheduling with a fake clock, a real
-Engine, real files and real write failures (a file standing where the output dir should be)."""
+Pipeline, real files and real write failures (a file standing where the output dir should be)."""
 
 from __future__ import annotations
 
 import errno
-import functools
 import logging
+import random
 import os
 import shutil
 import subprocess
@@ -21,8 +21,11 @@ from cli import DaemonProc
 from helpers import audit_request_paths, require
 from test_daemon import DB, jwt, read_json, role_valid, setup
 
-from rconfd_py.daemon import PERMANENT_CAP, Daemon, Rendering, Tracked
-from rconfd_py.engine import Engine, first_pass
+from rconfd_py.daemon.loop import Daemon
+from rconfd_py.daemon.policy import PERMANENT_CAP
+from rconfd_py.daemon.timers import Kind, Timer
+from rconfd_py.ledger import SecretEntry, TemplateEntry
+from rconfd_py.pipeline import Pipeline
 from rconfd_py.settings import Settings
 from rconfd_py.vault import leases
 
@@ -128,17 +131,17 @@ def hi(a: float, b: float) -> float:
 
 
 @pytest.fixture
-def latest_backoff(monkeypatch):
+def latest_backoff():
     """The backoff without jitter (always its upper bound): exact, still the real function."""
-    monkeypatch.setattr(leases, "backoff", functools.partial(leases.backoff, rng=hi))
+    return hi
 
 
 class Local:
-    """A daemon over a real Engine rendering a file secret into out/sub/f.txt, first pass done,
-    with a fake clock; `lease` pretends the secret is leased until `expires_at`."""
+    """A daemon over a real Pipeline rendering a file secret into out/sub/f.txt, first pass
+    done, with a fake clock; `lease` pretends the secret is leased until `expires_at`."""
 
     def __init__(self, tmp_path: Path, template: str | None = None,
-                 expires_in: float | None = None):
+                 expires_in: float | None = None, rng=random.uniform):
         self.src = tmp_path / "src.txt"
         self.src.write_text("one")
         self.ref_text = f"file:str:{self.src}"
@@ -146,24 +149,24 @@ class Local:
             template or "{ 'sub/f.txt': std.extVar('secrets').f }", {self.ref_text: "f"})},
             hook=False)
         self.out = tmp_path / "out" / "sub" / "f.txt"
-        self.engine = Engine(Settings(dir=cfg, daemon=True))
-        first_pass(self.engine)
-        (self.t,) = self.engine.config.templates
-        (self.ref,) = self.t.refs
         self.clock = Clock()
-        self.d = Daemon(self.engine, clock=self.clock)
-        if expires_in is not None:
-            self.lease = self.d.tracked[self.ref] = Tracked(
-                self.engine.secrets[self.ref], renew=False, asked=expires_in,
-                expires_at=self.clock.now + expires_in)
+        self.pipeline = Pipeline(Settings(dir=cfg, daemon=True), clock=self.clock)
+        self.pipeline.first_pass()
+        (self.t,) = self.pipeline.config.templates
+        (self.ref,) = self.t.refs
+        self.d = Daemon(self.pipeline, rng=rng)
         self.d._schedule_all()
+        if expires_in is not None:  # the entry the files on disk were rendered from
+            self.lease = self.d.ledger.secrets[self.ref]
+            self.lease.asked, self.lease.expires_at = expires_in, self.clock.now + expires_in
 
     def change(self, value: str) -> None:
-        """The secret changes at its source and the daemon fetches it (as --poll would)."""
+        """The secret changes at its source and the daemon fetches it (as --poll would; its
+        entry, with its pretended lease, is kept)."""
         self.src.write_text(value)
-        fetched, errors = self.engine.fetch_each([self.ref])
+        fetched, errors = self.pipeline.fetch_each([self.ref])
         assert not errors
-        self.engine.secrets[self.ref] = fetched[self.ref]
+        self.d.ledger.secrets[self.ref].secret = fetched[self.ref]
         self.d._mark_dirty(self.ref)
 
     def break_dir(self) -> None:
@@ -175,7 +178,7 @@ class Local:
         self.out.parent.unlink()
 
     def retry_in(self) -> float | None:
-        assert self.d.timers.first() == ("render", self.t)
+        assert self.d.timers.first() == Timer(Kind.RENDER, self.t)
         return self.d.timers.next_deadline() - self.clock.now
 
     def fire(self) -> None:
@@ -185,14 +188,14 @@ class Local:
             self.d._dispatch(key)
 
     @property
-    def state(self) -> Rendering:
-        return self.d.rendering[self.t]
+    def state(self) -> TemplateEntry:
+        return self.d.ledger.templates[self.t]
 
 
 def test_failed_write_is_retried_with_backoff_and_success_resets(tmp_path, caplog,
                                                                  latest_backoff):
     caplog.set_level(logging.DEBUG, "rconfd_py")
-    x = Local(tmp_path)
+    x = Local(tmp_path, rng=latest_backoff)
     assert x.out.read_text() == "one\n" and x.d.timers.first() is None
     x.break_dir()
     x.change("two")
@@ -222,7 +225,7 @@ def test_failed_write_is_retried_with_backoff_and_success_resets(tmp_path, caplo
 
 
 def test_retries_race_the_expiry_of_the_lease_on_disk(tmp_path, latest_backoff):
-    x = Local(tmp_path, expires_in=6.0)
+    x = Local(tmp_path, expires_in=6.0, rng=latest_backoff)
     deadline = x.lease.expires_at
     assert x.state.expires_at == deadline  # what the first pass wrote
     x.break_dir()
@@ -246,10 +249,10 @@ def test_retries_race_the_expiry_of_the_lease_on_disk(tmp_path, latest_backoff):
 def test_deadline_is_the_lease_of_the_files_on_disk_not_the_new_one(tmp_path, latest_backoff):
     """After a rotation whose write failed, the race is against the OLD lease, which the files
     still hold, not against the new one the daemon failed to write."""
-    x = Local(tmp_path, expires_in=3.0)
+    x = Local(tmp_path, expires_in=3.0, rng=latest_backoff)
     on_disk = x.lease
-    x.d.tracked[x.ref] = Tracked(x.engine.secrets[x.ref], renew=False, asked=60.0,
-                                 expires_at=x.clock.now + 60)  # a new lease
+    new = x.d.ledger.secrets[x.ref] = SecretEntry(x.ref, on_disk.secret)  # a new lease
+    new.asked, new.expires_at = 60.0, x.clock.now + 60
     x.break_dir()
     x.change("two")
     x.fire()
@@ -260,7 +263,7 @@ def test_deadline_is_the_lease_of_the_files_on_disk_not_the_new_one(tmp_path, la
     x.heal()
     x.fire()
     assert x.out.read_text() == "two\n"
-    assert x.state.expires_at == x.d.tracked[x.ref].expires_at  # now the new lease is on disk
+    assert x.state.expires_at == new.expires_at  # now the new lease is on disk
 
 
 def test_template_error_is_retried_slowly(tmp_path, caplog):
@@ -285,7 +288,7 @@ def test_an_internal_error_keeps_a_retry_timer(tmp_path, monkeypatch, caplog):
     def broken(t, files):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(x.engine, "write", broken)
+    monkeypatch.setattr(x.pipeline, "write", broken)
     x.change("two")
     x.fire()
     assert "internal error rendering a.json:t.jsonnet: RuntimeError: bug" in caplog.text
@@ -296,7 +299,7 @@ def test_an_internal_error_keeps_a_retry_timer(tmp_path, monkeypatch, caplog):
 
 
 def test_reload_rerenders_at_once_and_drops_stale_retries(tmp_path, latest_backoff):
-    x = Local(tmp_path, expires_in=30.0)
+    x = Local(tmp_path, expires_in=30.0, rng=latest_backoff)
     x.break_dir()
     x.change("two")
     x.fire()
@@ -304,6 +307,6 @@ def test_reload_rerenders_at_once_and_drops_stale_retries(tmp_path, latest_backo
     x.heal()
     x.d._reload()  # SIGHUP: re-rendered at once, whatever the backoff said
     assert x.out.read_text() == "two\n"
-    (t,) = x.engine.config.templates
-    assert t is not x.t and x.d.rendering[t].failures == 0
-    assert x.t not in x.d.rendering and x.d.timers.first() is None  # the old retry is gone
+    (t,) = x.pipeline.config.templates
+    assert t is not x.t and x.d.ledger.templates[t].failures == 0
+    assert x.t not in x.d.ledger.templates and x.d.timers.first() is None  # old retry gone

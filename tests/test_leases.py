@@ -3,7 +3,7 @@ backoff racing the expiry, the mint rate limit, and the daemon's timer heap."""
 
 import pytest
 
-from rconfd_py.daemon import Timers
+from rconfd_py.daemon.timers import Timers
 from rconfd_py.vault import leases
 
 

@@ -13,7 +13,7 @@ from helpers import require
 
 from rconfd_py import errors
 from rconfd_py.errors import TemplateError
-from rconfd_py.render import render
+from rconfd_py.render import render_files
 
 
 def _has_official_engine() -> bool:
@@ -34,7 +34,7 @@ def engine(request) -> str:
 def run(tmp_path: Path, code: str, engine: str, secrets: dict | None = None) -> dict[str, bytes]:
     t = tmp_path / "t.jsonnet"
     t.write_text(code)
-    return render(t, secrets or {}, engine=engine)
+    return render_files(t, secrets or {}, engine=engine)
 
 
 def fails(tmp_path: Path, code: str, engine: str, secrets: dict | None = None) -> str:

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 from ..errors import SourceError
 from ..refs import SecretRef
@@ -20,14 +22,16 @@ if TYPE_CHECKING:
 
 
 class Sources:
-    """What the backends need: the Vault token store (created only when a vault ref exists) and
-    the exe timeout."""
+    """What the backends need: the Vault token store (created only when a vault ref exists), the
+    exe timeout, and the process's clock (a secret's fetch time)."""
 
-    __slots__ = ("exe_timeout", "vault")
+    __slots__ = ("clock", "exe_timeout", "vault")
 
-    def __init__(self, vault: TokenStore | None = None, exe_timeout: float = 30.0):
+    def __init__(self, vault: TokenStore | None = None, exe_timeout: float = 30.0,
+                 clock: Callable[[], float] = time.time):
         self.vault = vault
         self.exe_timeout = exe_timeout
+        self.clock = clock
 
 
 def fetch(ref: SecretRef, sources: Sources) -> Secret:
@@ -38,11 +42,11 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
     if ref.backend == "env":
         from . import env
 
-        return env.fetch(ref)
+        return env.fetch(ref, sources.clock())
     if ref.backend == "file":
         from . import file
 
-        return file.fetch(ref)
+        return file.fetch(ref, sources.clock())
     from . import exe
 
     return exe.fetch(ref, sources)

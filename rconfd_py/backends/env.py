@@ -1,7 +1,6 @@
 """`env:str|js:NAME` — an environment variable."""
 
 import os
-import time
 
 from ..errors import SourceError
 from ..refs import SecretRef
@@ -9,9 +8,9 @@ from ..secret import Secret
 from . import decode
 
 
-def fetch(ref: SecretRef) -> Secret:
+def fetch(ref: SecretRef, now: float) -> Secret:
     try:
         text = os.environ[ref.path]
     except KeyError:
         raise SourceError(f"{ref}: environment variable {ref.path} is not set") from None
-    return Secret(ref=ref, value=decode(ref, text), fetched_at=time.time())
+    return Secret(ref=ref, value=decode(ref, text), fetched_at=now)

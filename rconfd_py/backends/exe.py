@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 from ..errors import SourceError
 from ..refs import SecretRef
@@ -43,4 +42,4 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
         text = proc.stdout.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise SourceError(f"{ref}: output is not UTF-8 text") from None
-    return Secret(ref=ref, value=decode(ref, text), fetched_at=time.time())
+    return Secret(ref=ref, value=decode(ref, text), fetched_at=sources.clock())

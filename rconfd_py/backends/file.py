@@ -7,7 +7,6 @@ there would hang the read or never end), up to MAX_SIZE.
 """
 
 import os
-import time
 
 from ..errors import SourceError
 from ..fs import UnsafePath, open_file
@@ -18,7 +17,7 @@ from . import decode
 MAX_SIZE = 16 * 1024 * 1024
 
 
-def fetch(ref: SecretRef) -> Secret:
+def fetch(ref: SecretRef, now: float) -> Secret:
     try:
         fd, st = open_file(ref.path)
     except UnsafePath as e:
@@ -42,4 +41,4 @@ def fetch(ref: SecretRef) -> Secret:
         text = text.replace("\r\n", "\n").replace("\r", "\n")  # as open() in text mode did
     except UnicodeDecodeError:
         raise SourceError(f"{ref}: {ref.path} is not UTF-8 text") from None
-    return Secret(ref=ref, value=decode(ref, text), fetched_at=time.time())
+    return Secret(ref=ref, value=decode(ref, text), fetched_at=now)

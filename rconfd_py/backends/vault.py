@@ -6,7 +6,6 @@ The template receives the answer's `data`. The lease (`lease_id`, `lease_duratio
 
 from __future__ import annotations
 
-import time
 
 from ..errors import VaultError
 from ..refs import SecretRef
@@ -26,7 +25,7 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
                                       body=None if reads else kwargs)
     except VaultError as e:
         raise VaultError(f"{ref}: {e}", status=e.status) from None
-    return to_secret(ref, answer, time.time(), token.accessor)
+    return to_secret(ref, answer, sources.clock(), token.accessor)
 
 
 def to_secret(ref: SecretRef, answer: dict, now: float, accessor: str = "") -> Secret:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import namedtuple
 from collections.abc import Callable
 
 from ..errors import ConfigError, VaultError
 from .client import VaultClient
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,9 @@ def jwt_source(token: str | None, token_path: str) -> Callable[[], str]:
     return read
 
 
-def login(client: VaultClient, login_path: str, role: str, jwt: str) -> Token:
-    """POST {role, jwt} to the login path; raise VaultError naming the role."""
+def login(client: VaultClient, login_path: str, role: str, jwt: str, now: float) -> Token:
+    """POST {role, jwt} to the login path; raise VaultError naming the role. `now`: when the
+    request was sent (its TTL runs from then)."""
     try:
         answer = client.request("POST", login_path, body={"role": role, "jwt": jwt})
     except VaultError as e:
@@ -63,17 +67,18 @@ def login(client: VaultClient, login_path: str, role: str, jwt: str) -> Token:
         raise VaultError(f"login as role {role!r}: no token in Vault's answer")
     return Token(role=role, client_token=auth["client_token"], accessor=auth.get("accessor", ""),
                  ttl=float(auth.get("lease_duration") or 0), renewable=bool(auth.get("renewable")),
-                 issued_at=time.time())
+                 issued_at=now)
 
 
-def renew_self(client: VaultClient, token: Token, increment: float) -> Token:
-    """auth/token/renew-self; the returned Token carries the granted TTL from now."""
+def renew_self(client: VaultClient, token: Token, increment: float, now: float) -> Token:
+    """auth/token/renew-self; the returned Token carries the granted TTL from `now` (when the
+    request was sent)."""
     answer = client.request("POST", "auth/token/renew-self", token=token.client_token,
                             body={"increment": f"{int(increment)}s"})
     auth = answer.get("auth") or {}
     return Token(role=token.role, client_token=token.client_token, accessor=token.accessor,
                  ttl=float(auth.get("lease_duration") or 0),
-                 renewable=bool(auth.get("renewable")), issued_at=time.time())
+                 renewable=bool(auth.get("renewable")), issued_at=now)
 
 
 def revoke_self(client: VaultClient, token: Token, timeout: float | None = None) -> None:
@@ -81,38 +86,37 @@ def revoke_self(client: VaultClient, token: Token, timeout: float | None = None)
 
 
 class TokenStore:
-    """One token per role, logged in on first use (thread-safe: concurrent fetches of the same
-    role wait for a single login)."""
+    """Logs in once per role, on first use (thread-safe: concurrent fetches of the same role wait
+    for a single login). The tokens themselves are kept in the ledger."""
 
-    def __init__(self, client: VaultClient, login_path: str, jwt: Callable[[], str]):
+    def __init__(self, client: VaultClient, login_path: str, jwt: Callable[[], str],
+                 ledger: Ledger, clock: Callable[[], float]):
         self.client = client
         self.login_path = "/" + login_path.strip("/")
+        self.ledger = ledger
+        self.clock = clock
         self._jwt = jwt
-        self._tokens: dict[str, Token] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
     def get(self, role: str) -> Token:
-        tok = self._tokens.get(role)
+        tok = self.ledger.token(role)
         if tok is not None:
             return tok
         with self._guard:
             lock = self._locks.setdefault(role, threading.Lock())
         with lock:
-            tok = self._tokens.get(role)
+            tok = self.ledger.token(role)
             if tok is None:
                 tok = self.relogin(role)
         return tok
 
     def relogin(self, role: str) -> Token:
-        tok = login(self.client, self.login_path, role, self._jwt())
+        tok = login(self.client, self.login_path, role, self._jwt(), self.clock())
         log.info("logged in as role %s (token ttl %ss, accessor %s)", role, int(tok.ttl),
                  tok.accessor)
-        self._tokens[role] = tok
+        self.ledger.put_token(tok)
         return tok
 
-    def put(self, tok: Token) -> None:
-        self._tokens[tok.role] = tok
-
     def tokens(self) -> list[Token]:
-        return list(self._tokens.values())
+        return [e.token for e in self.ledger.tokens.values()]
