@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rconfd_py.render import render
+from rconfd_py.render import render_files
 
 from . import tools
 
@@ -18,12 +18,12 @@ def run(runs: int) -> tuple[dict[str, list[float]], list[str]]:
     std.manifestYamlDoc quotes plain strings in the official engine, not in jrsonnet)."""
     jpath = [str(tools.ROOT / "templates" / "lib")]
     out: dict[str, list[float]] = {}
-    first = render(TEMPLATE, SECRETS, jpath, "rjsonnet")
+    first = render_files(TEMPLATE, SECRETS, jpath, "rjsonnet")
     for engine, n in (("rjsonnet", runs * 5), ("jsonnet", max(1, runs - 1))):
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
-            files = render(TEMPLATE, SECRETS, jpath, engine)
+            files = render_files(TEMPLATE, SECRETS, jpath, engine)
             times.append(time.perf_counter() - t0)
         out[engine] = times
     differ = sorted(name for name in first if files.get(name) != first[name])

@@ -129,6 +129,7 @@ def test_missing_jwt_file_is_a_config_error(tmp_path, vault_env):
     ("file:str:/nonexistent/file", "/nonexistent/file"),
     ("exe:str:/bin/false", "exited with status 1"),
     ("exe:str:/nonexistent/cmd", "cannot run /nonexistent/cmd"),
+    ("exe:str:/usr/bin/yes y", "output larger than 16 MiB"),  # never all in memory
 ])
 def test_source_errors_exit_5(tmp_path, ref, needle):
     cfg, out = setup(tmp_path, "{ 'good.txt': 'new' }", {ref: "x"})

@@ -93,7 +93,13 @@ class Daemon:
     def run(self) -> int:
         self._install_signals()
         try:
-            if not self._first_pass():
+            try:
+                first = self._first_pass()
+            except ConfigError:  # exits 2: still revoke what earlier attempts fetched
+                if self.settings.revoke_on_exit:
+                    self._revoke_all()
+                raise
+            if not first:
                 raise Stop()  # by a signal: what it fetched is revoked below if asked
             if not self.ledger.leased() and not self.settings.poll:
                 log.info("Exiting daemon mode: no leased secrets used")
@@ -148,11 +154,14 @@ class Daemon:
         """pipeline.first_pass, retried until it succeeds: a daemon that exited on a transient
         failure would be restarted by s6 every second and mint credentials each time. Config
         errors still exit (exit code 2). Return False when stopped by a signal."""
-        attempt = 0
+        attempt, last = 0, ""
         while not self.stopping:
             if self.reload_requested:
                 self.reload_requested = False
-                self.pipeline.use_config(load_config(self.settings.dir))
+                try:
+                    self.pipeline.use_config(load_config(self.settings.dir))
+                except RconfdError as e:
+                    log.error("reload failed, keeping the current config: %s", e)
             try:
                 self.pipeline.first_pass(network=self._vault_call)
                 self._succeeded()
@@ -162,10 +171,15 @@ class Daemon:
                 raise
             except RconfdError as e:
                 attempt += 1
-                self._failed("first render", e)
                 when = policy.retry_at(attempt, self.clock(), e, None, self.rng)
-                log.info("first render failed; next attempt in %.0fs (SIGHUP retries now)",
-                         when - self.clock())
+                if isinstance(e, VaultError) and e.transient:
+                    self._failed("first render", e)  # one line when the outage starts
+                elif str(e) != last:  # once per distinct error, not at every retry
+                    log.error("%s", e)
+                last, repeated = str(e), str(e) == last
+                (log.debug if repeated else log.info)(
+                    "first render failed (attempt %d); next attempt in %.1fs (SIGHUP retries "
+                    "now)", attempt, when - self.clock())
                 self.timers.set(FIRST, when)
             self._sleep()
             self.timers.pop_due(self.clock())

@@ -1,4 +1,4 @@
-"""engine.py: one pass, through the real command line (local secrets: no Vault needed)."""
+"""pipeline.py: one pass, through the real command line (local secrets: no Vault needed)."""
 
 from __future__ import annotations
 

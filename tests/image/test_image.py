@@ -28,7 +28,7 @@ from rconfd_py.image.containerfile import DEFAULT_BASE, generate
 from rconfd_py.image.builder import BUILDERS, build_command
 from rconfd_py.image.layers import DEFAULT_BASE_TAG, DEFAULT_S6_TAG, S6_OVERLAY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROOTFS = ROOT / "deploy" / "rootfs"
 K8S = ROOT / "deploy" / "kubernetes"
 SETUP = ROOT / "deploy" / "vault" / "setup.py"

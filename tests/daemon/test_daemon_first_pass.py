@@ -1,0 +1,38 @@
+"""Daemon mode: a first render that fails is retried (local secrets, no Vault): one error line
+per distinct failure, and a SIGHUP with a broken config keeps the daemon retrying."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from cli import DaemonProc
+
+
+def test_a_failing_first_render_logs_once_and_survives_a_broken_reload(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    out = tmp_path / "out"
+    out.write_text("a file where the output dir should be")
+    (cfg / "t.jsonnet").write_text("{ 'a.txt': std.extVar('secrets').pw }")
+    good = {"t.jsonnet": {"dir": str(out), "secrets": {"env:str:PW": "pw"}}}
+    (cfg / "c.json").write_text(json.dumps(good))
+    d = DaemonProc("-d", cfg, "-v", "--poll", "100", env={"PW": "hunter22"}, log=tmp_path / "log")
+    try:
+        d.wait_for(lambda: d.text().count("first render failed") >= 4, 30, "four attempts")
+        assert d.text().count(": error: ") == 1, d.text()  # the same error: logged once
+        (cfg / "c.json").write_text(json.dumps({**good, "bogus": 1}))
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for(lambda: "reload failed, keeping the current config" in d.text(), 10,
+                   "the broken reload")
+        time.sleep(1)
+        assert d.proc.poll() is None, d.text()  # still retrying, not exited 2
+        (cfg / "c.json").write_text(json.dumps(good))
+        out.unlink()
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for(lambda: (out / "a.txt").exists(), 20, "the first render")
+        assert (out / "a.txt").read_text() == "hunter22\n"
+    finally:
+        assert d.stop() == 0
+    assert "hunter22" not in d.text()
