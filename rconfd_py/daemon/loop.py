@@ -1,28 +1,15 @@
-"""The daemon's thin loop: timers, a select() sleep, signals, and a dispatch table. Each handler
-calls Vault or the writer, records the outcome in the ledger, asks the policy (policy.py) what
-to do next, and sets the timer it answers. No polling, no threads: near-zero CPU while idle.
-
-- Timer(TOKEN, role): renew the role's token, or log in again (re-reading the JWT file),
-  re-issue under the new token the leased secrets created under the old one, render, and only
-  then let the old token go (not renewed any more, it expires on its own).
-- Timer(SECRET, ref): renew a lease, or fetch a new secret (rate-limited per secret).
-- Timer(POLL): with --poll, re-read static secrets and re-render on real change.
-- Timer(FLUSH): render the templates whose secrets changed, write what changed, then one
-  `modified` hook and one s6 reload per template: a burst of changes is one flush. It runs
-  FLUSH_DELAY after the first change, or at once when no other timer falls before that.
-- Timer(RENDER, template): retry a template whose render or write failed, racing the expiry of
-  what its files on disk hold; it re-renders with the secrets held, never fetches them again.
-
-Files are never touched until a complete, successful render replaces them.
+"""The daemon's thin loop: timers, a select() sleep, signals, and a dispatch table from timer
+kind (timers.py) to handler. Each handler calls Vault, records the outcome in the ledger, asks
+the policy (policy.py) what to do next and sets the timer it answers; re-rendering is
+rerender.py's. No polling, no threads: near-zero CPU while idle. A token's re-login re-issues,
+under the new token, the leased secrets created under the old one and renders them before the
+old token is let go. Files are never touched until a complete, successful render replaces them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import select
-import signal
 from collections.abc import Callable
 
 from ..config import load_config
@@ -31,9 +18,12 @@ from ..ledger import Plan, SecretEntry, TemplateEntry, TokenEntry
 from ..logs import redactor
 from ..refs import SecretRef
 from ..vault import leases
-from ..vault.auth import renew_self, revoke_self
+from ..vault.auth import renew_self
 from . import policy
 from .policy import Act
+from .rerender import Rerender
+from .revoke import revoke_all
+from .signals import Signals, Stop
 from .timers import FIRST, FLUSH, POLL, Kind, Timer, Timers
 
 TYPE_CHECKING = False
@@ -41,30 +31,6 @@ if TYPE_CHECKING:
     from ..pipeline import Pipeline
 
 log = logging.getLogger(__name__)
-FLUSH_DELAY = 0.2  # gather a burst of changes into one render + one hook run
-EXIT_TIMEOUT = 2.0  # per Vault call while revoking on exit
-
-
-class Stop(BaseException):
-    """Raised from the signal handler to abandon a blocked Vault call on SIGTERM/SIGINT."""
-
-
-class _VaultCall:
-    """The context of Daemon._vault_call (one object, reused: no generator per call)."""
-
-    __slots__ = ("daemon",)
-
-    def __init__(self, daemon: Daemon):
-        self.daemon = daemon
-
-    def __enter__(self) -> None:
-        self.daemon._interruptible = True  # first: a SIGTERM from now on raises Stop
-        if self.daemon.stopping:
-            self.daemon._interruptible = False
-            raise Stop()
-
-    def __exit__(self, *exc) -> None:
-        self.daemon._interruptible = False
 
 
 class Daemon:
@@ -76,35 +42,30 @@ class Daemon:
         self.clock = clock or pipeline.clock
         self.rng = rng
         self.timers = Timers()
-        self.dirty: set = set()  # templates to re-render
+        self.rerender = Rerender(pipeline, self.timers, self.clock, rng)
         self.outage_since: float | None = None
-        self.stopping = False
-        self.reload_requested = False
-        self._interruptible = False
-        self._wake_r = self._wake_w = -1
-        self._vault_call_marker = _VaultCall(self)
+        self.signals = Signals()
         self._handlers: dict[Kind, Callable] = {
-            Kind.TOKEN: self._token_due, Kind.SECRET: self._secret_due,
-            Kind.RENDER: self._render_due, Kind.FLUSH: self._flush, Kind.POLL: self._poll,
-            Kind.FIRST: lambda _: None,
-        }
+            Kind.TOKEN: self._token_due, Kind.SECRET: self._secret_due, Kind.POLL: self._poll,
+            Kind.RENDER: self.rerender.retry, Kind.FLUSH: self.rerender.flush,
+            Kind.FIRST: lambda _: None}
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
-        self._install_signals()
+        self.signals.install()
         try:
             try:
                 first = self._first_pass()
             except ConfigError:  # exits 2: still revoke what earlier attempts fetched
                 if self.settings.revoke_on_exit:
-                    self._revoke_all()
+                    revoke_all(self.pipeline)
                 raise
             if not first:
                 raise Stop()  # by a signal: what it fetched is revoked below if asked
             if not self.ledger.leased() and not self.settings.poll:
                 log.info("Exiting daemon mode: no leased secrets used")
                 if self.settings.revoke_on_exit:
-                    self._revoke_all()  # the tokens: nothing will use them again
+                    revoke_all(self.pipeline)  # the tokens: nothing will use them again
                 if self.settings.idle_exec:
                     self._idle_exec(self.settings.idle_exec)
                 return EXIT_OK
@@ -112,58 +73,48 @@ class Daemon:
             log.info("daemon: watching %d leased secret(s), %d token(s)%s",
                      len(self.ledger.leased()), len(self.ledger.tokens),
                      f", polling every {self.settings.poll:g}s" if self.settings.poll else "")
-            while not self.stopping:
-                if self.reload_requested:
-                    self.reload_requested = False
+            while not self.signals.stopping:
+                if self.signals.take_reload():
                     self._guard(None, self._reload)
                 for key in self.timers.pop_due(self.clock()):
                     self._dispatch(key)
-                    if self.stopping:
+                    if self.signals.stopping:
                         break
-                if self.timers.first() == FLUSH and not self.stopping:
+                if self.timers.first() == FLUSH and not self.signals.stopping:
                     self._dispatch(FLUSH)  # no timer can join this burst: no extra wake-up
-                if not self.stopping:
+                if not self.signals.stopping:
                     self._sleep()
         except Stop:
             pass
         finally:
-            self._restore_signals()
+            self.signals.restore()
         log.info("daemon: stopping")
         if self.settings.revoke_on_exit:
-            self._revoke_all()
+            revoke_all(self.pipeline)
         return EXIT_OK
 
     def _idle_exec(self, command: str) -> None:
         """Become `command` (s6-pause): the service stays up and ready without rconfd-py's
         memory, and s6's signals keep reaching the supervised process itself."""
-        import shlex
-
-        argv = shlex.split(command)
-        log.info("replacing rconfd-py with %s", argv[0])
         self.pipeline.close()
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        self._restore_signals()
         try:
-            os.execvp(argv[0], argv)
+            self.signals.exec_instead(command)
         except OSError as e:
-            log.error("cannot run --idle-exec %s: %s; exiting 0", argv[0], e.strerror)
-            self._install_signals()  # run()'s finally restores them
+            log.error("cannot run --idle-exec %s: %s; exiting 0", command, e.strerror)
 
     def _first_pass(self) -> bool:
         """pipeline.first_pass, retried until it succeeds: a daemon that exited on a transient
         failure would be restarted by s6 every second and mint credentials each time. Config
         errors still exit (exit code 2). Return False when stopped by a signal."""
         attempt, last = 0, ""
-        while not self.stopping:
-            if self.reload_requested:
-                self.reload_requested = False
+        while not self.signals.stopping:
+            if self.signals.take_reload():
                 try:
                     self.pipeline.use_config(load_config(self.settings.dir))
                 except RconfdError as e:
                     log.error("reload failed, keeping the current config: %s", e)
             try:
-                self.pipeline.first_pass(network=self._vault_call)
+                self.pipeline.first_pass(network=lambda: self.signals)
                 self._succeeded()
                 self.timers.cancel(FIRST)
                 return True
@@ -209,45 +160,7 @@ class Daemon:
 
     def _sleep(self) -> None:
         deadline = self.timers.next_deadline()
-        timeout = None if deadline is None else max(0.0, deadline - self.clock())
-        try:
-            ready, _, _ = select.select([self._wake_r], [], [], timeout)
-        except InterruptedError:
-            return
-        if ready:
-            try:
-                while os.read(self._wake_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
-
-    # -- signals ---------------------------------------------------------------------------
-    def _install_signals(self) -> None:
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-
-        def stop(signum, frame):
-            self.stopping = True
-            if self._interruptible:  # a Vault call is blocking: abandon it now
-                raise Stop()
-
-        def hup(signum, frame):
-            self.reload_requested = True
-
-        self._old_handlers = {s: signal.signal(s, h) for s, h in (
-            (signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGHUP, hup))}
-
-    def _restore_signals(self) -> None:
-        for s, h in self._old_handlers.items():
-            signal.signal(s, h)
-        signal.set_wakeup_fd(self._old_wakeup)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-
-    def _vault_call(self) -> _VaultCall:
-        """`with self._vault_call():` marks a blocking Vault call: SIGTERM may abandon it
-        (never a file write)."""
-        return self._vault_call_marker
+        self.signals.sleep(None if deadline is None else max(0.0, deadline - self.clock()))
 
     # -- plans -----------------------------------------------------------------------------
     def _schedule_all(self) -> None:
@@ -259,7 +172,7 @@ class Daemon:
         if self.settings.poll:
             self.timers.set(POLL, now + self.settings.poll)
         for t in self.pipeline.config.templates:  # the first pass wrote them all
-            self.ledger.templates[t] = TemplateEntry(self._sources_of(t))
+            self.ledger.templates[t] = TemplateEntry(self.rerender.sources_of(t))
 
     def _schedule_new_tokens(self) -> None:
         """Roles first logged in after the first pass (a reload, a retried secret)."""
@@ -281,11 +194,6 @@ class Daemon:
         else:
             self.timers.set(key, plan.at)
             log.debug("%s: %s in %.1fs", entry.ref, plan.act, plan.at - self.clock())
-
-    def _mark_dirty(self, ref: SecretRef) -> None:
-        self.dirty.update(self.pipeline.config.by_ref.get(ref, ()))
-        if self.dirty and FLUSH not in self.timers:
-            self.timers.set(FLUSH, self.clock() + FLUSH_DELAY)
 
     # -- outage bookkeeping ----------------------------------------------------------------
     def _failed(self, what: str, e: RconfdError) -> None:
@@ -315,7 +223,7 @@ class Daemon:
     def _renew_token(self, entry: TokenEntry) -> None:
         role, store, now = entry.role, self.pipeline.tokens, self.clock()
         try:
-            with self._vault_call():
+            with self.signals:
                 new = renew_self(store.client, entry.token, entry.asked, now)
         except VaultError as e:
             entry.failed(str(e), now)
@@ -344,7 +252,7 @@ class Daemon:
         store, now = self.pipeline.tokens, self.clock()
         old = self.ledger.tokens.get(role)
         try:
-            with self._vault_call():
+            with self.signals:
                 store.relogin(role)
         except (VaultError, ConfigError) as e:
             self._failed(f"logging in as role {role}", e)
@@ -367,8 +275,8 @@ class Daemon:
                      len(doomed))
         for e in doomed:
             self._refetch(e.ref, forced=True)
-        if self.dirty:
-            self._flush()  # the new secrets are on disk before the old token expires
+        if self.rerender.dirty:
+            self.rerender.flush()  # the new secrets are on disk before the old token expires
 
     # -- secrets ---------------------------------------------------------------------------
     def _secret_due(self, ref: SecretRef) -> None:
@@ -383,7 +291,7 @@ class Daemon:
     def _renew_lease(self, entry: SecretEntry) -> None:
         ref, store, now = entry.ref, self.pipeline.tokens, self.clock()
         try:
-            with self._vault_call():
+            with self.signals:
                 granted = leases.renew_lease(store.client, store.get(ref.role).client_token,
                                              entry.lease_id, entry.asked)
         except VaultError as e:
@@ -419,7 +327,7 @@ class Daemon:
                         earliest - now)
             self._plan_secret(entry, Plan(Act.REFETCH, earliest))
             return
-        with self._vault_call():
+        with self.signals:
             fetched, errors = self.pipeline.fetch_each([ref])
         self._schedule_new_tokens()
         if errors:
@@ -443,7 +351,7 @@ class Daemon:
                 log.info("%s: new secret (re-issued)", ref)
             else:  # a planned rotation: at info, its "wrote" line says what changed
                 log.debug("%s: new secret", ref)
-            self._mark_dirty(ref)
+            self.rerender.mark(ref)
 
     def _poll(self, _=None) -> None:
         """--poll: re-read static secrets; re-render only what really changed."""
@@ -451,7 +359,7 @@ class Daemon:
         self.timers.set(POLL, now + self.settings.poll)
         static = [r for r, e in self.ledger.secrets.items()
                   if e.secret is not None and not e.leased and not r.dynamic]
-        with self._vault_call():
+        with self.signals:
             fetched, errors = self.pipeline.fetch_each(static)
         for e in errors.values():
             self._failed("polling", e)
@@ -461,69 +369,9 @@ class Daemon:
             if self.ledger.value(ref) != secret.value:
                 log.info("%s: changed at its source", ref)
                 self.ledger.remember(secret, now)
-                self._mark_dirty(ref)
+                self.rerender.mark(ref)
 
-    # -- render ----------------------------------------------------------------------------
-    def _flush(self, _=None) -> None:
-        self.timers.cancel(FLUSH)
-        dirty, self.dirty = self.dirty, set()
-        for t in self.pipeline.config.templates:
-            if t not in dirty:
-                continue
-            missing = [r for r in t.refs if not r.dynamic and not self.ledger.has(r)]
-            if missing:
-                log.error("%s: not rendered, secret %s unavailable", t.label, missing[0])
-                continue
-            try:
-                result = self.pipeline.write(t, self.pipeline.render(t))
-            except Exception as e:  # the previous files stay; retried with backoff
-                self._render_failed(t, e)
-                continue
-            self._rendered(t)
-            self.pipeline.announce(t, result, first=False)
-
-    def _sources_of(self, t) -> tuple[SecretEntry, ...]:
-        return tuple(e for r in t.refs if (e := self.ledger.secrets.get(r)) is not None)
-
-    def _rendered(self, t) -> None:
-        """A successful write (or nothing to write): its files hold the current secrets."""
-        entry = self.ledger.templates.get(t)
-        if entry is None:
-            entry = self.ledger.templates[t] = TemplateEntry()
-        elif entry.failures:
-            self.timers.cancel(Timer(Kind.RENDER, t))
-            log.info("%s: written after %d failed attempt(s)", t.label, entry.failures)
-        entry.succeeded()
-        entry.next = None
-        entry.sources = self._sources_of(t)
-
-    def _render_failed(self, t, e: Exception) -> None:
-        """Keep the previous files; retry with backoff racing the death of what they hold
-        (slowly for errors that need an operator)."""
-        entry = self.ledger.templates.get(t)
-        if entry is None:
-            entry = self.ledger.templates[t] = TemplateEntry()
-        text = (str(e) if isinstance(e, RconfdError)
-                else f"internal error rendering {t.label}: {type(e).__name__}: {e}")
-        repeated = text == entry.error
-        now = self.clock()
-        n = entry.failed(text, now)
-        entry.next = plan = policy.render_failed(n, e, now, entry.expires_at, self.rng)
-        self.timers.set(Timer(Kind.RENDER, t), plan.at)
-        if not repeated:  # once per distinct error, not at every retry
-            log.error("%s (previous files kept); retrying in %.1fs", text, plan.at - now)
-            if not isinstance(e, RconfdError):
-                log.debug("traceback", exc_info=e)
-        else:
-            log.debug("%s: still failing (attempt %d); retrying in %.1fs", t.label, n,
-                      plan.at - now)
-
-    def _render_due(self, t) -> None:
-        """A failed template's retry timer: render it again with the secrets held."""
-        if t in self.ledger.templates:  # not dropped by a reload
-            self.dirty.add(t)
-            self._flush()
-
+    # -- reload --------------------------------------------------------------------------
     def _reload(self, _=None) -> None:
         """SIGHUP: re-read the config dir; keep valid leases, fetch only new secrets."""
         log.info("SIGHUP: reloading %s", self.settings.dir)
@@ -538,7 +386,7 @@ class Daemon:
             self.ledger.forget(ref)
             self.timers.cancel(Timer(Kind.SECRET, ref))
         new = [r for r in wanted if not self.ledger.has(r)]
-        with self._vault_call():
+        with self.signals:
             fetched, errors = self.pipeline.fetch_each(new)
         self._schedule_new_tokens()
         now = self.clock()
@@ -557,31 +405,5 @@ class Daemon:
         self.ledger.templates = {
             t: TemplateEntry(prev.sources if (prev := previous.get((t.source, t.name)))
                              else ()) for t in config.templates}
-        self.dirty.update(config.templates)
-        self._flush()
-
-    # -- exit ------------------------------------------------------------------------------
-    def _revoke_all(self) -> None:
-        store = self.pipeline.sources.vault
-        if store is None:
-            return
-        # what is held, including what a first pass fetched before it was interrupted
-        held = self.ledger.held_leases()
-        tokens = {tok.role: tok for tok in store.tokens()}  # no new login on the way out
-        n = 0
-        for lease_id, entry in held.items():
-            role = entry.secret.role
-            if role not in tokens:
-                continue
-            try:
-                leases.revoke_lease(store.client, tokens[role].client_token, lease_id,
-                                    timeout=EXIT_TIMEOUT)
-                n += 1
-            except RconfdError as e:
-                log.warning("%s: cannot revoke its lease: %s", entry.ref, e)
-        for tok in store.tokens():
-            try:
-                revoke_self(store.client, tok, timeout=EXIT_TIMEOUT)
-            except RconfdError as e:
-                log.warning("role %s: cannot revoke the token: %s", tok.role, e)
-        log.info("revoked %d lease(s) and %d token(s)", n, len(store.tokens()))
+        self.rerender.dirty.update(config.templates)
+        self.rerender.flush()

@@ -167,7 +167,7 @@ class Local:
         fetched, errors = self.pipeline.fetch_each([self.ref])
         assert not errors
         self.d.ledger.secrets[self.ref].secret = fetched[self.ref]
-        self.d._mark_dirty(self.ref)
+        self.d.rerender.mark(self.ref)
 
     def break_dir(self) -> None:
         """A file where the output dir stands: every write fails with a real OutputError."""
@@ -229,8 +229,8 @@ def test_retries_race_the_expiry_of_the_lease_on_disk(tmp_path, latest_backoff):
     deadline = x.lease.expires_at
     assert x.state.expires_at == deadline  # what the first pass wrote
     x.break_dir()
-    x.d.dirty.add(x.t)
-    x.d._flush()
+    x.d.rerender.dirty.add(x.t)
+    x.d.rerender.flush()
     whens = []
     while x.clock.now < deadline + 30:
         whens.append(x.d.timers.next_deadline())

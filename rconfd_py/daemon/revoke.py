@@ -1,0 +1,43 @@
+"""--revoke-on-exit: revoke the leases and tokens this process holds (the ledger's), with a short
+timeout per call and no new login on the way out."""
+
+from __future__ import annotations
+
+import logging
+
+from ..errors import RconfdError
+from ..vault import leases
+from ..vault.auth import revoke_self
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+EXIT_TIMEOUT = 2.0  # per Vault call while revoking on exit
+
+
+def revoke_all(pipeline: Pipeline) -> None:
+    store = pipeline.sources.vault
+    if store is None:
+        return
+    # what is held, including what a first pass fetched before it was interrupted
+    held = pipeline.ledger.held_leases()
+    tokens = {tok.role: tok for tok in store.tokens()}
+    n = 0
+    for lease_id, entry in held.items():
+        role = entry.secret.role
+        if role not in tokens:
+            continue
+        try:
+            leases.revoke_lease(store.client, tokens[role].client_token, lease_id,
+                                timeout=EXIT_TIMEOUT)
+            n += 1
+        except RconfdError as e:
+            log.warning("%s: cannot revoke its lease: %s", entry.ref, e)
+    for tok in tokens.values():
+        try:
+            revoke_self(store.client, tok, timeout=EXIT_TIMEOUT)
+        except RconfdError as e:
+            log.warning("role %s: cannot revoke the token: %s", tok.role, e)
+    log.info("revoked %d lease(s) and %d token(s)", n, len(tokens))
