@@ -1,5 +1,6 @@
-"""Daemon mode: a first render that fails is retried (local secrets, no Vault): one error line
-per distinct failure, and a SIGHUP with a broken config keeps the daemon retrying."""
+"""Daemon mode with local secrets only (no Vault): a first render that fails is retried, one
+error line per distinct failure, a SIGHUP with a broken config keeps it retrying; with nothing
+leased it exits 0, or becomes --idle-exec."""
 
 from __future__ import annotations
 
@@ -36,3 +37,31 @@ def test_a_failing_first_render_logs_once_and_survives_a_broken_reload(tmp_path)
     finally:
         assert d.stop() == 0
     assert "hunter22" not in d.text()
+
+
+def idle_config(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "t.jsonnet").write_text("{ 'a.txt': 'static' }")
+    (cfg / "c.json").write_text(json.dumps({"t.jsonnet": {"dir": str(tmp_path / "out")}}))
+    return cfg
+
+
+def test_nothing_leased_becomes_the_idle_exec_command(tmp_path):
+    d = DaemonProc("-d", idle_config(tmp_path), "--idle-exec", "/bin/sleep 30",
+                   log=tmp_path / "log")
+    try:
+        d.wait_for(lambda: open(f"/proc/{d.proc.pid}/cmdline").read().startswith("/bin/sleep"),
+                   20, "the exec")  # the same process, now the idle command
+        assert (tmp_path / "out" / "a.txt").read_text() == "static\n"
+        assert "replacing rconfd-py with /bin/sleep" in d.text()
+    finally:
+        d.stop()
+
+
+def test_an_idle_exec_that_cannot_run_exits_0_with_one_error(tmp_path):
+    d = DaemonProc("-d", idle_config(tmp_path), "--idle-exec", "/nonexistent/pause",
+                   log=tmp_path / "log")
+    assert d.proc.wait(20) == 0
+    d.stop()
+    assert "cannot run --idle-exec /nonexistent/pause: No such file or directory" in d.text()
