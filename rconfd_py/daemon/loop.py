@@ -18,7 +18,7 @@ from ..ledger import Plan, SecretEntry, TemplateEntry, TokenEntry
 from ..logs import redactor
 from ..refs import SecretRef
 from ..vault import leases
-from ..vault.auth import renew_self
+from ..vault.auth import lookup_self, renew_self
 from . import policy
 from .policy import Act
 from .rerender import Rerender
@@ -215,17 +215,27 @@ class Daemon:
     # -- tokens ----------------------------------------------------------------------------
     def _token_due(self, role: str) -> None:
         entry = self.ledger.tokens.get(role)
-        if entry is None or entry.next is None or entry.next.act == Act.RELOGIN:
+        if policy.token_due(entry, self.clock()) == Act.RELOGIN:
             self._relogin(role)
         else:
             self._renew_token(entry)
 
     def _renew_token(self, entry: TokenEntry) -> None:
-        role, store, now = entry.role, self.pipeline.tokens, self.clock()
+        role, store, sent = entry.role, self.pipeline.tokens, self.clock()
+        timeout = policy.request_timeout(self.settings.timeout, sent, entry.expires_at)
         try:
             with self.signals:
-                new = renew_self(store.client, entry.token, entry.asked, now)
+                new = renew_self(store.client, entry.token, entry.asked, sent, timeout)
+                now = self.clock()  # the answer's time decides whether to believe it
+                if not policy.renewal_trusted(entry.expires_at, now):
+                    ttl = lookup_self(store.client, entry.token, timeout=self.settings.timeout)
+                    log.info("role %s: token renewal answered %.1fs before its end: %s", role,
+                             entry.expires_at - now, f"it lives {ttl:.0f}s" if ttl else "gone")
+                    if not ttl:
+                        raise VaultError(f"role {role}: token gone", status=403)
+                    new = new._replace(ttl=ttl, issued_at=now)
         except VaultError as e:
+            now = self.clock()
             entry.failed(str(e), now)
             plan = policy.token_renewal_failed(entry, e, now, self.rng)
             if plan.act == Act.RENEW:
@@ -289,12 +299,24 @@ class Daemon:
             self._refetch(ref)
 
     def _renew_lease(self, entry: SecretEntry) -> None:
-        ref, store, now = entry.ref, self.pipeline.tokens, self.clock()
+        ref, store, sent = entry.ref, self.pipeline.tokens, self.clock()
+        timeout = policy.request_timeout(self.settings.timeout, sent, entry.expires_at)
         try:
             with self.signals:
-                granted = leases.renew_lease(store.client, store.get(ref.role).client_token,
-                                             entry.lease_id, entry.asked)
+                token = store.get(ref.role).client_token
+                granted = leases.renew_lease(store.client, token, entry.lease_id, entry.asked,
+                                             timeout=timeout)
+                now = self.clock()  # the answer's time decides whether to believe it
+                if not policy.renewal_trusted(entry.expires_at, now):
+                    ttl = leases.lookup_lease(store.client, token, entry.lease_id,
+                                              timeout=self.settings.timeout)
+                    log.info("%s: renewal answered %.1fs before the lease's end: %s", ref,
+                             entry.expires_at - now, f"it lives {ttl:.0f}s" if ttl else "gone")
+                    if not ttl:
+                        raise VaultError(f"{ref}: lease gone", status=400)
+                    granted, sent = ttl, now
         except VaultError as e:
+            now = self.clock()
             entry.failed(str(e), now)
             plan = policy.lease_renewal_failed(entry, e, now, self.rng)
             if plan.act == Act.RENEW:
@@ -307,8 +329,8 @@ class Daemon:
             return
         self._succeeded()
         entry.succeeded()
-        entry.expires_at = now + granted
-        plan = policy.lease_renewed(entry, granted, now, self.rng)
+        entry.expires_at = sent + granted  # the grant began at most when the request was sent
+        plan = policy.lease_renewed(entry, granted, now, self.rng, start=sent)
         if plan.act == Act.REFETCH:
             entry.renew = False
             log.info("%s: lease reaches its max TTL in %.0fs: new secret in %.0fs", ref,

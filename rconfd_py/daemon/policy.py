@@ -11,6 +11,9 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 | renewal granted < 90 % of what was     | RELOGIN now (tokens); REFETCH at 85-90 % of the      |
 | asked (max TTL near)                   | grant (leases)                                       |
 | renewal refused (4xx)                  | RELOGIN now (tokens); REFETCH now (leases)           |
+| renewal answered after (or within 1 s  | believed only if a lookup says it lives; else        |
+| of) the known end                      | RELOGIN / REFETCH now                                |
+| due inside the last 2 s                | RELOGIN / REFETCH instead of renewing                |
 | transient failure (no answer, 5xx, 429)| the same action again, backoff racing the expiry     |
 | renewable lease fetched                | RENEW at 60-72 % of the lease                        |
 | non-renewable lease, PKI certificate   | REFETCH at 85-90 % of its lifetime                   |
@@ -32,6 +35,22 @@ from ..vault import leases
 
 Rng = Callable[[float, float], float]
 PERMANENT_CAP = 60.0  # retry spacing for errors that need an operator (403 on a path, ...)
+LAST_MARGIN = 2.0  # a lease or token this close to its end is replaced, not renewed
+MIN_TIMEOUT = 0.5  # the shortest request timeout a deadline leaves
+
+
+def request_timeout(default: float, now: float, deadline: float | None) -> float:
+    """A renewal's timeout: never past the expiry it races (an answer after it is worthless)."""
+    if deadline is None:
+        return default
+    return min(default, max(MIN_TIMEOUT, deadline - now))
+
+
+def renewal_trusted(expires_before: float | None, answered_at: float) -> bool:
+    """A renewal answered after, or within a second of, the end the lease or token was known
+    to have may have reached Vault after Vault revoked it: Vault answers 200 and revokes it
+    anyway. Such an answer is checked (lookup) before it is believed."""
+    return expires_before is None or answered_at < expires_before - leases.EXPIRY_MARGIN
 
 
 class Act:
@@ -105,13 +124,15 @@ def secret_plan(entry: SecretEntry, now: float, rng: Rng) -> Plan | None:
     return Plan(Act.REFETCH, leases.refetch_at(now, entry.fetched_at, entry.length, rng))
 
 
-def lease_renewed(entry: SecretEntry, granted: float, now: float, rng: Rng) -> Plan:
+def lease_renewed(entry: SecretEntry, granted: float, now: float, rng: Rng,
+                  start: float | None = None) -> Plan:
     """After sys/leases/renew granted `granted` seconds: a short grant means max_ttl is near, so
     a new secret will be needed before the end (the entry then stops renewing: a REFETCH plan
     for a lease means renew=False)."""
+    start = now if start is None else start  # when the grant began: the request's sending
     if leases.grant_is_short(entry.asked, granted):
-        return Plan(Act.REFETCH, leases.refetch_at(now, now, granted, rng))
-    return Plan(Act.RENEW, leases.renew_at(now, now, granted, rng))
+        return Plan(Act.REFETCH, leases.refetch_at(now, start, granted, rng))
+    return Plan(Act.RENEW, leases.renew_at(now, start, granted, rng))
 
 
 def lease_renewal_failed(entry: SecretEntry, e: RconfdError, now: float, rng: Rng) -> Plan:
@@ -121,11 +142,22 @@ def lease_renewal_failed(entry: SecretEntry, e: RconfdError, now: float, rng: Rn
 
 
 def due(entry: SecretEntry, now: float) -> str:
-    """What a secret's timer does now: renew its lease while it lives, else fetch anew."""
+    """What a secret's timer does now: renew its lease while it lives, else fetch anew (also
+    inside its last LAST_MARGIN seconds, where a renewal could land after the end)."""
     if entry.renew and entry.secret is not None and entry.expires_at is not None \
-            and now < entry.expires_at:
+            and now < entry.expires_at - LAST_MARGIN:
         return Act.RENEW
     return Act.REFETCH
+
+
+def token_due(entry: TokenEntry | None, now: float) -> str:
+    """What a token's timer does now: as planned, but a token inside its last LAST_MARGIN
+    seconds is replaced (log in again), not renewed."""
+    if entry is None or entry.next is None or entry.next.act == Act.RELOGIN:
+        return Act.RELOGIN
+    if entry.expires_at is not None and now >= entry.expires_at - LAST_MARGIN:
+        return Act.RELOGIN
+    return Act.RENEW
 
 
 def mint_allowed_at(entry: SecretEntry | None, now: float, forced: bool = False) -> float:

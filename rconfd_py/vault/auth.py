@@ -70,15 +70,24 @@ def login(client: VaultClient, login_path: str, role: str, jwt: str, now: float)
                  issued_at=now)
 
 
-def renew_self(client: VaultClient, token: Token, increment: float, now: float) -> Token:
+def renew_self(client: VaultClient, token: Token, increment: float, now: float,
+               timeout: float | None = None) -> Token:
     """auth/token/renew-self; the returned Token carries the granted TTL from `now` (when the
     request was sent)."""
     answer = client.request("POST", "auth/token/renew-self", token=token.client_token,
-                            body={"increment": f"{int(increment)}s"})
+                            body={"increment": f"{int(increment)}s"}, timeout=timeout)
     auth = answer.get("auth") or {}
     return Token(role=token.role, client_token=token.client_token, accessor=token.accessor,
                  ttl=float(auth.get("lease_duration") or 0),
                  renewable=bool(auth.get("renewable")), issued_at=now)
+
+
+def lookup_self(client: VaultClient, token: Token, timeout: float | None = None) -> float:
+    """auth/token/lookup-self: the seconds the token has left (raises VaultError, 403, when it
+    is gone)."""
+    answer = client.request("GET", "auth/token/lookup-self", token=token.client_token,
+                            timeout=timeout)
+    return float((answer.get("data") or {}).get("ttl") or 0)
 
 
 def revoke_self(client: VaultClient, token: Token, timeout: float | None = None) -> None:

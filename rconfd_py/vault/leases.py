@@ -1,5 +1,5 @@
-"""Leases: when to renew or re-fetch (pure arithmetic, testable with a fake clock), and the two
-lease API calls (renew, revoke).
+"""Leases: when to renew or re-fetch (pure arithmetic, testable with a fake clock), and the
+lease API calls (renew, lookup, revoke).
 
 The numbers (README, "How renewal works"):
 
@@ -78,11 +78,20 @@ def next_mint(mints: list[float], lease: float) -> float:
     return earliest
 
 
-def renew_lease(client: VaultClient, token: str, lease_id: str, increment: float) -> float:
+def renew_lease(client: VaultClient, token: str, lease_id: str, increment: float,
+                timeout: float | None = None) -> float:
     """PUT sys/leases/renew; return the granted duration in seconds."""
-    answer = client.request("PUT", "sys/leases/renew", token=token,
+    answer = client.request("PUT", "sys/leases/renew", token=token, timeout=timeout,
                             body={"lease_id": lease_id, "increment": int(increment)})
     return float(answer.get("lease_duration") or 0)
+
+
+def lookup_lease(client: VaultClient, token: str, lease_id: str, timeout: float | None = None
+                 ) -> float:
+    """PUT sys/leases/lookup: the seconds the lease has left (0: it is gone or expired)."""
+    answer = client.request("PUT", "sys/leases/lookup", token=token, timeout=timeout,
+                            body={"lease_id": lease_id})
+    return float((answer.get("data") or {}).get("ttl") or 0)
 
 
 def revoke_lease(client: VaultClient, token: str, lease_id: str, timeout: float | None = None

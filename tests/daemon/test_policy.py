@@ -203,3 +203,39 @@ def test_the_ledger_keeps_the_mint_history_across_fetches():
     again = ledger.remember(first._replace(fetched_at=NOW + 5), NOW + 5)
     assert list(again.mints) == [NOW, NOW + 5]
     assert policy.mint_allowed_at(again, NOW + 6) == pytest.approx(NOW + 10)
+
+
+# -- renewals racing the end (a renewal answered after the lease died) ------------------------
+@pytest.mark.parametrize("answered, trusted", [
+    (NOW + 8.9, True),  # well before the end (NOW + 10)
+    (NOW + 9.1, False),  # within a second of it: Vault may have revoked it meanwhile
+    (NOW + 10.2, False),  # after it: Vault answered 200 and revoked it anyway
+])
+def test_a_renewal_answered_late_is_not_believed_without_a_lookup(answered, trusted):
+    assert policy.renewal_trusted(NOW + 10, answered) is trusted
+    assert policy.renewal_trusted(None, answered)  # nothing expires: nothing to race
+
+
+def test_request_timeouts_never_outlast_the_expiry_they_race():
+    assert policy.request_timeout(10, NOW, NOW + 30) == 10
+    assert policy.request_timeout(10, NOW, NOW + 3) == 3
+    assert policy.request_timeout(10, NOW, NOW + 0.1) == policy.MIN_TIMEOUT
+    assert policy.request_timeout(10, NOW, None) == 10
+
+
+def test_inside_the_last_margin_tokens_and_leases_are_replaced_not_renewed():
+    s = secret(lease=10, renewable=True)
+    assert policy.due(s, NOW + 10 - policy.LAST_MARGIN - 0.01) == Act.RENEW
+    assert policy.due(s, NOW + 10 - policy.LAST_MARGIN) == Act.REFETCH
+    t = token(10)
+    t.next = policy.token_plan(t, NOW, lo)
+    assert policy.token_due(t, NOW + 7) == Act.RENEW
+    assert policy.token_due(t, NOW + 10 - policy.LAST_MARGIN) == Act.RELOGIN
+    assert policy.token_due(None, NOW) == Act.RELOGIN
+
+
+def test_a_grant_runs_from_when_the_request_was_sent():
+    """A renewal sent at NOW and answered 4 s later: the 10 s it granted began at NOW at the
+    latest, so the next renewal is at NOW + 6, not NOW + 4 + 6."""
+    plan = policy.lease_renewed(secret(lease=10, renewable=True), 10, NOW + 4, lo, start=NOW)
+    assert plan.act == Act.RENEW and plan.at == pytest.approx(NOW + 6)
