@@ -127,6 +127,7 @@ def test_two_secrets_sharing_characters_are_both_hidden_entirely(fresh):
     ("nul\x00 del\x7f c1\x85\x9b bell\x07 tab\t",
      "nul\\x00 del\\x7f c1\\x85\\x9b bell\\x07 tab\\t"),
     ("ls\u2028ps\u2029rtl\u202eltr\u2066", "ls\\u2028ps\\u2029rtl\\u202eltr\\u2066"),
+    ("zw\u200bbom\ufeffalm\u061cwj\u2060", "zw\\u200bbom\\ufeffalm\\u061cwj\\u2060"),
     ("plain ü 日本 \\n stays", "plain ü 日本 \\n stays"),
 ])
 def test_control_characters_cannot_split_or_forge_a_line(fresh, evil, shown):
@@ -309,3 +310,19 @@ def test_cli_output_keys_and_errors_cannot_forge_log_lines(tmp_path):
         assert all(ln.startswith("rconfd-py: ") for ln in run.err.splitlines()), run.err
         assert "\x1b" not in run.err and "forged" in run.err  # there, quoted in a line
         assert not [ln for ln in run.err.splitlines() if ln.startswith("rconfd-py: info: forged")]
+
+
+def test_importing_the_logs_module_compiles_no_regex():
+    """The daemon's and the one-shot's import path: the control class and the quoted-string
+    pattern are compiled on first need, not at import."""
+    import subprocess
+    import sys
+    code = ("import re, logging, threading, json.encoder, itertools\n"
+            "seen = []\nreal = re.compile\n"
+            "re.compile = lambda *a, **k: seen.append(a[0]) or real(*a, **k)\n"
+            "import rconfd_py.logs as logs\nassert seen == [], seen\n"
+            "assert logs.escape('plain ascii') == 'plain ascii' and seen == [], seen\n"
+            "assert logs.escape('a\\u2028b') == 'a\\\\u2028b' and len(seen) == 1, seen\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert proc.returncode == 0, proc.stderr
