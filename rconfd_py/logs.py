@@ -25,6 +25,7 @@ import re
 import sys
 import threading
 from collections.abc import Mapping
+from itertools import groupby
 from json.encoder import encode_basestring, encode_basestring_ascii
 
 MASK = "<redacted>"
@@ -152,17 +153,18 @@ class Redactor:
     def message(self, record: logging.LogRecord) -> str:
         """The record's message with the short values masked as whole words in the text its
         arguments bring (all of it when it has none), not in the format string nor in numbers
-        (counts, durations: rconfd-py's own)."""
-        short = self._current()[1]
+        (counts, durations: rconfd-py's own); the long ones with them, in the same pass (a
+        short line masked first would break up the whole value holding it)."""
+        long, short, _ = self._current()
         if short is None:
             return record.getMessage()
         msg = str(record.msg)
         args = record.args
         if not args:
-            return _mask(msg, (), short)
+            return _mask_both(msg, long, short)
         if isinstance(args, Mapping):
-            return msg % {k: _arg(v, short) for k, v in args.items()}
-        return msg % tuple(_arg(a, short) for a in args)
+            return msg % {k: _arg(v, long, short) for k, v in args.items()}
+        return msg % tuple(_arg(a, long, short) for a in args)
 
 
 _State = tuple[tuple[str, ...], "re.Pattern | None", tuple[str, ...]]
@@ -198,19 +200,25 @@ def _mask(text: str, long: tuple[str, ...], short: re.Pattern | None) -> str:
     return "".join(out)
 
 
+def _mask_both(text: str, long: tuple[str, ...], short: re.Pattern) -> str:
+    """The short values masked as whole words, and the long ones in the same pass when there is
+    one (else the line's own pass masks them, at no extra cost)."""
+    return _mask(text, long, short) if short.search(text) else text
+
+
 class _Masked:
-    """A message argument printing itself (`%s` or `%r`) with the short values masked."""
+    """A message argument printing itself (`%s` or `%r`) with the values masked."""
 
-    __slots__ = ("obj", "short")
+    __slots__ = ("long", "obj", "short")
 
-    def __init__(self, obj: object, short: re.Pattern) -> None:
-        self.obj, self.short = obj, short
+    def __init__(self, obj: object, long: tuple[str, ...], short: re.Pattern) -> None:
+        self.obj, self.long, self.short = obj, long, short
 
     def __str__(self) -> str:
-        return _mask(str(self.obj), (), self.short)
+        return _mask_both(str(self.obj), self.long, self.short)
 
     def __repr__(self) -> str:
-        return _mask(repr(self.obj), (), self.short)
+        return _mask_both(repr(self.obj), self.long, self.short)
 
     def __int__(self) -> int:
         return int(self.obj)  # type: ignore[call-overload]
@@ -219,15 +227,25 @@ class _Masked:
         return float(self.obj)  # type: ignore[arg-type]
 
 
-def _arg(value: object, short: re.Pattern) -> object:
-    return value if isinstance(value, (int, float)) else _Masked(value, short)
+def _arg(value: object, long: tuple[str, ...], short: re.Pattern) -> object:
+    return value if isinstance(value, (int, float)) else _Masked(value, long, short)
 
 
 def _forms(part: str) -> set[str]:
     """`part` as a message may print it: raw, JSON (ASCII or not), repr(), Go's %q (Vault's
-    echo: `invalid duration "..."`), escaped by us."""
+    echo: `invalid duration "..."`), Rust's {:?} (rjsonnet's `"a\\u{7f}b" is not a base 10
+    integer`), escaped by us."""
     return {part, encode_basestring_ascii(part)[1:-1], encode_basestring(part)[1:-1],
-            repr(part)[1:-1], _go_quote(part), escape(part)}
+            repr(part)[1:-1], _go_quote(part), _rust_debug(part), escape(part)}
+
+
+_RUST_NAMED = {"\0": "\\0", "\t": "\\t", "\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
+
+
+def _rust_debug(s: str) -> str:
+    """Rust's `{:?}` of a str without its quotes."""
+    return "".join(_RUST_NAMED.get(c) or (c if c.isprintable() else f"\\u{{{ord(c):x}}}")
+                   for c in s)
 
 
 _GO_NAMED = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
@@ -252,10 +270,11 @@ def _go_quote(s: str) -> str:
 
 
 def _leaves(value: object, out: list[str] | None = None) -> list[str]:
-    """The strings to mask for `value`: each string leaf (ASCII blanks stripped), each of its
-    lines of MIN_LEN+ characters, and each as JSON, repr(), Go or our escaping prints them.
-    Numbers count as their text (a PIN); booleans and None are no secrets; an empty or blank
-    string cannot leak."""
+    """The strings to mask for `value`: each string leaf (ASCII blanks stripped), each run of
+    printable characters between its others (the lines of a multi-line value; a short run is
+    masked as a whole word, if it holds a letter or digit), and each as JSON, repr(), Go, Rust
+    or our escaping prints them. Numbers count as their text (a PIN); booleans and None are no
+    secrets; an empty or blank string cannot leak."""
     out = [] if out is None else out
     if isinstance(value, bool) or value is None:
         return out
@@ -265,15 +284,20 @@ def _leaves(value: object, out: list[str] | None = None) -> list[str]:
         whole = value.strip(BLANK)  # a file's or a command's final newline is not printed
         if not whole:
             return out
-        lines = value.splitlines()
-        # the whole value, and each line of a multi-line one (a short line, "}" or "-->", is
-        # no secret on its own: only 4+ characters)
+        fast = (value.isascii() and '"' not in value and "\\" not in value
+                and value.replace("\n", "").replace("\r", "").isprintable())
+        # the whole value, and each run of printable characters of it: a line, or what an
+        # engine shows between the escapes of the others ("\\u{7f}"); a message may cut a
+        # value at any of them. A short run (a line "abc") is masked as a whole word; one
+        # without a letter or digit ("}", "-->") is structure, not masked
+        runs = (value.replace("\r", "\n").split("\n") if fast else
+                ["".join(g) for k, g in groupby(value, str.isprintable) if k]
+                + value.splitlines())  # (lines, their tabs and escapes included)
         parts = [whole]
-        if len(lines) > 1 or lines[0] != value:  # (a line ends at "\x1e" or "\u2028" too)
-            parts += [p for p in (ln.strip(BLANK) for ln in lines)
-                      if len(p) >= MIN_LEN and p != whole]
-        if (value.isascii() and '"' not in value and "\\" not in value
-                and value.replace("\n", "").replace("\r", "").isprintable()):
+        if runs != [value]:
+            parts += {p for p in (r.strip(BLANK) for r in runs) if p != whole and p and (
+                len(p) >= MIN_LEN or any(c.isalnum() for c in p))}
+        if fast:
             # the common case (passwords, tokens, PEM): lines print as they are; only line
             # breaks have an escaped form, the same in every encoding
             out += parts
