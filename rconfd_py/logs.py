@@ -81,7 +81,8 @@ class Redactor:
         # holding a backslash, what escaping may complete); None: rebuild
         self._state: _State | None = ((), None, ())
         self._short: tuple[frozenset[str], re.Pattern | None] = (frozenset(), None)
-        self._haystack: tuple[tuple[str, ...], str] = ((), "")  # see redact_fragments
+        # see redact_fragments: (long strings, them joined, the near-whole pieces)
+        self._haystack: tuple[tuple[str, ...], str, frozenset[str]] = ((), "", frozenset())
         self._lock = threading.Lock()
 
     def add(self, key: object, value: object) -> None:
@@ -133,20 +134,27 @@ class Redactor:
         return _mask(text, self._current()[2], None)
 
     def redact_fragments(self, text: str) -> str:
-        """Mask each double-quoted string of MIN_LEN+ characters in `text` that is a piece of a
-        registered string. For Vault's error text: Go quotes what it could not parse, often a
-        piece of the value (`strconv.ParseInt: parsing "hunter2passwor"`: the final "d" of
-        "hunter2password" taken for a unit of days)."""
+        """Mask each double-quoted string in `text` that is a piece of MIN_LEN+ characters of a
+        registered string, or a registered string lacking at most its first or its last
+        character (1+ characters left). For Vault's error text: Go quotes what it could not
+        parse, often a piece of the value (`strconv.ParseInt: parsing "hunter2passwor"`: the
+        final "d" of "hunter2password" taken for a unit of days; `parsing "abc"` for "abcd")."""
         if '"' not in text:
             return text
         long = self._current()[0]
         hay = self._haystack
-        if hay[0] is not long:  # every string joined once per change of the set, when needed
-            hay = self._haystack = (long, "\0".join(long))
+        if hay[0] is not long:  # worked out once per change of the set, when needed
+            near = set()
+            for v in (*long, *self._short[0]):
+                if len(v) <= MIN_LEN:  # (longer: their pieces are MIN_LEN+ substrings)
+                    near.update(p for p in (v, v[1:], v[:-1]) if p)
+            hay = self._haystack = (long, "\0".join(long), frozenset(near))
 
         def sub(m: re.Match) -> str:
             piece = m.group(1)
-            return f'"{MASK}"' if len(piece) >= MIN_LEN and piece in hay[1] else m.group()
+            if (len(piece) >= MIN_LEN and piece in hay[1]) or piece in hay[2]:
+                return f'"{MASK}"'
+            return m.group()
 
         return _pattern(_QUOTED).sub(sub, text)
 

@@ -412,6 +412,17 @@ def test_cli_a_value_rjsonnet_prints_with_rust_escapes_is_masked(tmp_path):
     assert_log_lines(r.err)
 
 
+def test_cli_a_4_character_request_parameter_vault_echoes_3_of_is_masked(tmp_path, vault_env):
+    """OpenBao parses `ttl=abcd` as days ("d") and quotes "abc" back: a piece one character
+    short of a secret is masked too."""
+    secrets = {"vault:test-role,POST,common_name=www.example.com,ttl=${TTL}:pki/issue/example.com":
+               "cert"}
+    cfg, _ = config(tmp_path, "{}", secrets)
+    r = rconfd("-d", cfg, "-v", *jwt_args(vault_env), env={"TTL": "wxyd"})
+    assert r.rc == 4 and "strconv.ParseInt: parsing" in r.err, r.err  # Vault echoed a piece
+    assert '"wxy"' not in r.err and f'parsing "{MASK}"' in r.err, r.err
+
+
 def test_importing_the_logs_module_compiles_no_regex():
     """The daemon's and the one-shot's import path: the control class and the quoted-string
     pattern are compiled on first need, not at import."""
