@@ -21,6 +21,7 @@ Vault's error text is masked by the client before it is cut (`redact`, `redact_f
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
@@ -368,6 +369,40 @@ class RedactingFormatter(logging.Formatter):
             lines = redactor.redact("\n".join(extra)).split("\n")
             line += "".join("\n  " + escape(ln) for ln in lines)
         return line
+
+
+class EngineOutput:
+    """Around a jsonnet evaluation: what the engine writes to stderr itself (`std.trace`'s
+    `TRACE: t.jsonnet:1 value`) goes to a memory file, then is logged as info records, masked
+    as a whole first (a cut value would not be recognised), one record per line. Without
+    memfd (not Linux), it goes to stderr as it is."""
+
+    def __enter__(self) -> EngineOutput:  # noqa: PYI034 - (typing: a slow import)
+        try:
+            self.fd = os.memfd_create("rconfd-engine-stderr", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            self.fd = -1
+            return self
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        os.dup2(self.fd, 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.dup2(self.saved, 2)
+        finally:
+            os.close(self.saved)
+        size = os.lseek(self.fd, 0, os.SEEK_CUR)
+        data = os.pread(self.fd, size, 0) if size else b""
+        os.close(self.fd)
+        if data:
+            log = logging.getLogger("rconfd_py")
+            for line in redactor.redact(data.decode("utf-8", "replace")).split("\n"):
+                if line.strip():
+                    log.info("%s", line)
 
 
 class _Handler(logging.StreamHandler):

@@ -55,7 +55,8 @@ def evaluate(template: Path, secrets: Mapping[str, object], jpath: Sequence[str]
     if not template.is_file():  # the official engine aborts the process on a directory
         raise TemplateError(f"{template}: no such template file")
     try:
-        out = evaluate_file(str(template), jpathdir=list(jpath), ext_codes={"secrets": ext})
+        with logs.EngineOutput():  # std.trace: logged, masked, not printed raw
+            out = evaluate_file(str(template), jpathdir=list(jpath), ext_codes={"secrets": ext})
     except RuntimeError as e:
         if "<extvar:secrets>" in str(e) or "\\ud" in ext:  # a secret jsonnet cannot read
             why = _bad_secret(secrets)

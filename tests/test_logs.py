@@ -412,6 +412,18 @@ def test_cli_a_value_rjsonnet_prints_with_rust_escapes_is_masked(tmp_path):
     assert_log_lines(r.err)
 
 
+def test_cli_std_trace_output_is_logged_masked_not_printed_raw(tmp_path):
+    """std.trace writes to fd 2 from the engine itself: captured, masked, one record a line."""
+    tpl = ("local s = std.extVar('secrets');\n"
+           "{ 'a.txt': std.trace('pw is ' + s.pw + '\\nrconfd-py: error: forged', 'x') }")
+    r, out = env_run(tmp_path, tpl, "hunter2-trace\nab\x1b[2K")
+    assert r.rc == 0 and (out / "a.txt").read_text() == "x\n", r.err
+    assert "rconfd-py: info: TRACE: " in r.err and f"pw is {MASK}" in r.err, r.err
+    assert not shown("hunter2-trace", r.err) and not shown("ab", r.err), r.err
+    assert "rconfd-py: info: rconfd-py: error: forged" in r.err  # quoted in a record
+    assert_log_lines(r.err)
+
+
 def test_cli_a_4_character_request_parameter_vault_echoes_3_of_is_masked(tmp_path, vault_env):
     """OpenBao parses `ttl=abcd` as days ("d") and quotes "abc" back: a piece one character
     short of a secret is masked too."""
