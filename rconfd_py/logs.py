@@ -1,21 +1,24 @@
 """Logging set-up, with a redactor: no secret value reaches a log line, whatever the verbosity.
 
 Backends never log values, but messages from elsewhere (a jsonnet `error` built from a secret,
-Vault echoing a request parameter, a traceback at -v) could carry one. Every fetched value,
-token, JWT and `key=val` request parameter is registered here and masked in each log line:
+Vault echoing a request parameter, a traceback at -v, `std.trace`) could carry one. Every fetched
+value, token, JWT and `key=val` request parameter is registered here and masked in each line:
 
 - a string of MIN_LEN (4) characters or more is masked wherever it occurs, as it is and as JSON,
-  `repr()` or Go's `%q` print it, and so is each line of 4+ characters of a multi-line value;
-- a shorter one (a PIN, `version=2`) is masked where it stands as a whole word (no letter, digit
-  or `_` right before or after it) in the text a line quotes: the message's arguments (errors,
-  paths, secret paths), a message without arguments, a traceback; not in rconfd-py's own
-  wording and numbers (`rendered 2 template(s)`), which carry no secret;
-- then control characters are escaped (newline as `\\n`, others as `\\xNN` or `\\uNNNN`), so
-  that no text quoted in a message can split or forge a log line; a traceback keeps its lines,
-  indented.
+  `repr()`, Go's `%q` or Rust's `{:?}` print it, and so is each run of 4+ printable characters
+  of a value (a line; what lies between its control characters);
+- a shorter one (a PIN, `version=2`, a short run holding a letter or digit) is masked where it
+  stands as a whole word (no letter, digit or `_` right before or after it) in the text a line
+  quotes: the message's arguments (errors, paths, secret paths), a message without arguments,
+  a traceback; not in rconfd-py's own wording and numbers (`rendered 2 template(s)`), which
+  carry no secret;
+- then control and invisible characters are escaped (newline as `\\n`, others as `\\xNN` or
+  `\\uNNNN`), so that no text quoted in a message can split or forge a log line; a traceback
+  keeps its lines, indented.
 
-Vault's error text is masked by the client before it is cut (`redact`, `redact_fragments`,
-`safe`): a cut secret would no longer be recognised.
+A text holding a value is masked whole before it is cut or split (a piece of a value would no
+longer be recognised): Vault's error text by the client (`redact`, `redact_fragments`, `safe`),
+a jsonnet error by render.py, an error's -v detail by errors.guarded.
 """
 
 from __future__ import annotations
