@@ -447,5 +447,6 @@ def test_importing_the_logs_module_compiles_no_regex():
             "assert logs.escape('plain ascii') == 'plain ascii' and seen == [], seen\n"
             "assert logs.escape('a\\u2028b') == 'a\\\\u2028b' and len(seen) == 1, seen\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
-                          env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+                               "PYTHONDONTWRITEBYTECODE": "1"})
     assert proc.returncode == 0, proc.stderr
