@@ -77,8 +77,15 @@ def guarded(work: Callable[[], int]) -> int:
         return work()
     except RconfdError as e:
         log.error("%s", e)
-        for line in e.detail.splitlines():  # each line its own record: one line each
-            log.debug("%s", line)
+        if e.detail:
+            from . import logs
+
+            # masked whole first (a secret's lines masked one by one would not all be
+            # recognised), then each line its own record; lines end at "\n" only: the other
+            # line breaks ("\u2028"...) stay in their line, escaped
+            for line in logs.redactor.redact(e.detail).split("\n"):
+                if line.strip():
+                    log.debug("%s", line)
         return e.exit_code
     except KeyboardInterrupt:
         return EXIT_OK

@@ -1,30 +1,35 @@
 """Logging set-up, with a redactor: no secret value reaches a log line, whatever the verbosity.
 
 Backends never log values, but messages from elsewhere (a jsonnet `error` built from a secret,
-Vault echoing a request parameter, a traceback at -v) could carry one. Every fetched value,
-token, JWT and `key=val` request parameter is registered here and masked in each log line:
+Vault echoing a request parameter, a traceback at -v, `std.trace`) could carry one. Every fetched
+value, token, JWT and `key=val` request parameter is registered here and masked in each line:
 
 - a string of MIN_LEN (4) characters or more is masked wherever it occurs, as it is and as JSON,
-  `repr()` or Go's `%q` print it, and so is each line of 4+ characters of a multi-line value;
-- a shorter one (a PIN, `version=2`) is masked where it stands as a whole word (no letter, digit
-  or `_` right before or after it) in the text a line quotes: the message's arguments (errors,
-  paths, secret paths), a message without arguments, a traceback; not in rconfd-py's own
-  wording and numbers (`rendered 2 template(s)`), which carry no secret;
-- then control characters are escaped (newline as `\\n`, others as `\\xNN` or `\\uNNNN`), so
-  that no text quoted in a message can split or forge a log line; a traceback keeps its lines,
-  indented.
+  `repr()`, Go's `%q` or Rust's `{:?}` print it, and so is each run of 4+ printable characters
+  of a value (a line; what lies between its control characters);
+- a shorter one (a PIN, `version=2`, a short run holding a letter or digit) is masked where it
+  stands as a whole word (no letter, digit or `_` right before or after it) in the text a line
+  quotes: the message's arguments (errors, paths, secret paths), a message without arguments,
+  a traceback; not in rconfd-py's own wording and numbers (`rendered 2 template(s)`), which
+  carry no secret;
+- then control and invisible characters are escaped (newline as `\\n`, others as `\\xNN` or
+  `\\uNNNN`), so that no text quoted in a message can split or forge a log line; a traceback
+  keeps its lines, indented.
 
-Vault's error text is masked by the client before it is cut (`redact`, `redact_fragments`,
-`safe`): a cut secret would no longer be recognised.
+A text holding a value is masked whole before it is cut or split (a piece of a value would no
+longer be recognised): Vault's error text by the client (`redact`, `redact_fragments`, `safe`),
+a jsonnet error by render.py, an error's -v detail by errors.guarded.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
 from collections.abc import Mapping
+from itertools import groupby
 from json.encoder import encode_basestring, encode_basestring_ascii
 
 MASK = "<redacted>"
@@ -34,11 +39,21 @@ LEVEL_NAMES = ((logging.WARNING, "warning"), (logging.ERROR, "error"), (logging.
 MIN_LEN = 4  # shorter strings are masked only as whole words ("2" in "v2" is not a secret)
 BLANK = " \t\n\r\x0b\x0c"  # stripped from values; a value of nothing else cannot leak
 
-# C0, DEL, C1, the Unicode line and paragraph separators, and the bidirectional overrides
-# (which reorder what a terminal shows)
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0, DEL, C1, the Unicode line and paragraph separators, the bidirectional marks and overrides
+# (which reorder what a terminal shows) and the zero-width characters (which hide text): a
+# class compiled on first need (not at import: ~250 µs), and never for plain ASCII text
+_CONTROL_CLASS = ("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064"
+                  "\u2066-\u2069\ufeff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')  # a Go-quoted (%q) string
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'  # a Go-quoted (%q) string
+_compiled: dict[str, re.Pattern] = {}
+
+
+def _pattern(source: str) -> re.Pattern:
+    p = _compiled.get(source)
+    if p is None:
+        p = _compiled[source] = re.compile(source)
+    return p
 
 
 def _escape_one(m: re.Match) -> str:
@@ -48,7 +63,10 @@ def _escape_one(m: re.Match) -> str:
 
 def escape(text: str) -> str:
     """`text` with its control characters escaped: one line, printing nothing but itself."""
-    return text if _CONTROL.search(text) is None else _CONTROL.sub(_escape_one, text)
+    if text.isascii() and text.isprintable():  # the common case: no regex at all
+        return text
+    control = _pattern(_CONTROL_CLASS)
+    return text if control.search(text) is None else control.sub(_escape_one, text)
 
 
 class Redactor:
@@ -63,10 +81,12 @@ class Redactor:
         self._raw: dict[object, object] = {}  # key -> value as registered
         self._strings: dict[object, frozenset[str]] = {}  # key -> its strings, once needed
         self._shorts: dict[object, frozenset[str]] = {}  # key -> those under MIN_LEN, if any
-        # (long strings, longest first; pattern of the short ones or None); None: rebuild
-        self._state: tuple[tuple[str, ...], re.Pattern | None] | None = ((), None)
+        # (long strings, longest first; pattern of the short ones or None; the long strings
+        # holding a backslash, what escaping may complete); None: rebuild
+        self._state: _State | None = ((), None, ())
         self._short: tuple[frozenset[str], re.Pattern | None] = (frozenset(), None)
-        self._haystack: tuple[tuple[str, ...], str] = ((), "")  # see redact_fragments
+        # see redact_fragments: (long strings, them joined, the near-whole pieces)
+        self._haystack: tuple[tuple[str, ...], str, frozenset[str]] = ((), "", frozenset())
         self._lock = threading.Lock()
 
     def add(self, key: object, value: object) -> None:
@@ -79,7 +99,7 @@ class Redactor:
             self._shorts.pop(key, None)
             self._state = None
 
-    def _current(self) -> tuple[tuple[str, ...], re.Pattern | None]:
+    def _current(self) -> _State:
         state = self._state
         if state is not None:
             return state
@@ -99,51 +119,67 @@ class Redactor:
                 alts = "|".join(map(re.escape, sorted(short, key=len, reverse=True)))
                 pattern = re.compile(rf"(?<!\w)(?=({alts})(?!\w))") if short else None
                 self._short = (short, pattern)
-            self._state = state = (long, self._short[1])
+            self._state = state = (long, self._short[1], tuple(v for v in long if "\\" in v))
         return state
 
     def redact(self, text: str) -> str:
         """`text` with every registered string masked: `text` is all quoted data (an error
         from Vault, a traceback), so short values are masked too, as whole words."""
-        long, short = self._current()
+        long, short, _ = self._current()
         return _mask(text, long, short)
 
     def redact_long(self, text: str) -> str:
         """`text` with the registered strings of MIN_LEN+ characters masked wherever they are."""
         return _mask(text, self._current()[0], None)
 
+    def redact_escaped(self, text: str) -> str:
+        """`text`, masked then escaped, with what escaping completed masked: a registered
+        string can only newly appear across an escape if it holds a backslash."""
+        return _mask(text, self._current()[2], None)
+
     def redact_fragments(self, text: str) -> str:
-        """Mask each double-quoted string of MIN_LEN+ characters in `text` that is a piece of a
-        registered string. For Vault's error text: Go quotes what it could not parse, often a
-        piece of the value (`strconv.ParseInt: parsing "hunter2passwor"`: the final "d" of
-        "hunter2password" taken for a unit of days)."""
+        """Mask each double-quoted string in `text` that is a piece of MIN_LEN+ characters of a
+        registered string, or a registered string lacking at most its first or its last
+        character (1+ characters left). For Vault's error text: Go quotes what it could not
+        parse, often a piece of the value (`strconv.ParseInt: parsing "hunter2passwor"`: the
+        final "d" of "hunter2password" taken for a unit of days; `parsing "abc"` for "abcd")."""
         if '"' not in text:
             return text
         long = self._current()[0]
         hay = self._haystack
-        if hay[0] is not long:  # every string joined once per change of the set, when needed
-            hay = self._haystack = (long, "\0".join(long))
+        if hay[0] is not long:  # worked out once per change of the set, when needed
+            near = set()
+            for v in (*long, *self._short[0]):
+                if len(v) <= MIN_LEN:  # (longer: their pieces are MIN_LEN+ substrings)
+                    near.update(p for p in (v, v[1:], v[:-1]) if p)
+            hay = self._haystack = (long, "\0".join(long), frozenset(near))
 
         def sub(m: re.Match) -> str:
             piece = m.group(1)
-            return f'"{MASK}"' if len(piece) >= MIN_LEN and piece in hay[1] else m.group()
+            if (len(piece) >= MIN_LEN and piece in hay[1]) or piece in hay[2]:
+                return f'"{MASK}"'
+            return m.group()
 
-        return _QUOTED.sub(sub, text)
+        return _pattern(_QUOTED).sub(sub, text)
 
     def message(self, record: logging.LogRecord) -> str:
         """The record's message with the short values masked as whole words in the text its
         arguments bring (all of it when it has none), not in the format string nor in numbers
-        (counts, durations: rconfd-py's own)."""
-        short = self._current()[1]
+        (counts, durations: rconfd-py's own); the long ones with them, in the same pass (a
+        short line masked first would break up the whole value holding it)."""
+        long, short, _ = self._current()
         if short is None:
             return record.getMessage()
         msg = str(record.msg)
         args = record.args
         if not args:
-            return _mask(msg, (), short)
+            return _mask_both(msg, long, short)
         if isinstance(args, Mapping):
-            return msg % {k: _arg(v, short) for k, v in args.items()}
-        return msg % tuple(_arg(a, short) for a in args)
+            return msg % {k: _arg(v, long, short) for k, v in args.items()}
+        return msg % tuple(_arg(a, long, short) for a in args)
+
+
+_State = tuple[tuple[str, ...], "re.Pattern | None", tuple[str, ...]]
 
 
 def _mask(text: str, long: tuple[str, ...], short: re.Pattern | None) -> str:
@@ -176,19 +212,25 @@ def _mask(text: str, long: tuple[str, ...], short: re.Pattern | None) -> str:
     return "".join(out)
 
 
+def _mask_both(text: str, long: tuple[str, ...], short: re.Pattern) -> str:
+    """The short values masked as whole words, and the long ones in the same pass when there is
+    one (else the line's own pass masks them, at no extra cost)."""
+    return _mask(text, long, short) if short.search(text) else text
+
+
 class _Masked:
-    """A message argument printing itself (`%s` or `%r`) with the short values masked."""
+    """A message argument printing itself (`%s` or `%r`) with the values masked."""
 
-    __slots__ = ("obj", "short")
+    __slots__ = ("long", "obj", "short")
 
-    def __init__(self, obj: object, short: re.Pattern) -> None:
-        self.obj, self.short = obj, short
+    def __init__(self, obj: object, long: tuple[str, ...], short: re.Pattern) -> None:
+        self.obj, self.long, self.short = obj, long, short
 
     def __str__(self) -> str:
-        return _mask(str(self.obj), (), self.short)
+        return _mask_both(str(self.obj), self.long, self.short)
 
     def __repr__(self) -> str:
-        return _mask(repr(self.obj), (), self.short)
+        return _mask_both(repr(self.obj), self.long, self.short)
 
     def __int__(self) -> int:
         return int(self.obj)  # type: ignore[call-overload]
@@ -197,15 +239,25 @@ class _Masked:
         return float(self.obj)  # type: ignore[arg-type]
 
 
-def _arg(value: object, short: re.Pattern) -> object:
-    return value if isinstance(value, (int, float)) else _Masked(value, short)
+def _arg(value: object, long: tuple[str, ...], short: re.Pattern) -> object:
+    return value if isinstance(value, (int, float)) else _Masked(value, long, short)
 
 
 def _forms(part: str) -> set[str]:
     """`part` as a message may print it: raw, JSON (ASCII or not), repr(), Go's %q (Vault's
-    echo: `invalid duration "..."`), escaped by us."""
+    echo: `invalid duration "..."`), Rust's {:?} (rjsonnet's `"a\\u{7f}b" is not a base 10
+    integer`), escaped by us."""
     return {part, encode_basestring_ascii(part)[1:-1], encode_basestring(part)[1:-1],
-            repr(part)[1:-1], _go_quote(part), escape(part)}
+            repr(part)[1:-1], _go_quote(part), _rust_debug(part), escape(part)}
+
+
+_RUST_NAMED = {"\0": "\\0", "\t": "\\t", "\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
+
+
+def _rust_debug(s: str) -> str:
+    """Rust's `{:?}` of a str without its quotes."""
+    return "".join(_RUST_NAMED.get(c) or (c if c.isprintable() else f"\\u{{{ord(c):x}}}")
+                   for c in s)
 
 
 _GO_NAMED = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
@@ -230,10 +282,11 @@ def _go_quote(s: str) -> str:
 
 
 def _leaves(value: object, out: list[str] | None = None) -> list[str]:
-    """The strings to mask for `value`: each string leaf (ASCII blanks stripped), each of its
-    lines of MIN_LEN+ characters, and each as JSON, repr(), Go or our escaping prints them.
-    Numbers count as their text (a PIN); booleans and None are no secrets; an empty or blank
-    string cannot leak."""
+    """The strings to mask for `value`: each string leaf (ASCII blanks stripped), each run of
+    printable characters between its others (the lines of a multi-line value; a short run is
+    masked as a whole word, if it holds a letter or digit), and each as JSON, repr(), Go, Rust
+    or our escaping prints them. Numbers count as their text (a PIN); booleans and None are no
+    secrets; an empty or blank string cannot leak."""
     out = [] if out is None else out
     if isinstance(value, bool) or value is None:
         return out
@@ -243,15 +296,20 @@ def _leaves(value: object, out: list[str] | None = None) -> list[str]:
         whole = value.strip(BLANK)  # a file's or a command's final newline is not printed
         if not whole:
             return out
-        lines = value.splitlines()
-        # the whole value, and each line of a multi-line one (a short line, "}" or "-->", is
-        # no secret on its own: only 4+ characters)
+        fast = (value.isascii() and '"' not in value and "\\" not in value
+                and value.replace("\n", "").replace("\r", "").isprintable())
+        # the whole value, and each run of printable characters of it: a line, or what an
+        # engine shows between the escapes of the others ("\\u{7f}"); a message may cut a
+        # value at any of them. A short run (a line "abc") is masked as a whole word; one
+        # without a letter or digit ("}", "-->") is structure, not masked
+        runs = (value.replace("\r", "\n").split("\n") if fast else
+                ["".join(g) for k, g in groupby(value, str.isprintable) if k]
+                + value.splitlines())  # (lines, their tabs and escapes included)
         parts = [whole]
-        if len(lines) > 1 or lines[0] != value:  # (a line ends at "\x1e" or "\u2028" too)
-            parts += [p for p in (ln.strip(BLANK) for ln in lines)
-                      if len(p) >= MIN_LEN and p != whole]
-        if (value.isascii() and '"' not in value and "\\" not in value
-                and value.replace("\n", "").replace("\r", "").isprintable()):
+        if runs != [value]:
+            parts += {p for p in (r.strip(BLANK) for r in runs) if p != whole and p and (
+                len(p) >= MIN_LEN or any(c.isalnum() for c in p))}
+        if fast:
             # the common case (passwords, tokens, PEM): lines print as they are; only line
             # breaks have an escaped form, the same in every encoding
             out += parts
@@ -291,7 +349,7 @@ def safe(text: str) -> str:
     made of a value JSON escapes the same way)."""
     text = redactor.redact(text)
     escaped = escape(text)
-    return text if escaped is text else redactor.redact(escaped)
+    return text if escaped is text else redactor.redact_escaped(escaped)
 
 
 class RedactingFormatter(logging.Formatter):
@@ -305,7 +363,7 @@ class RedactingFormatter(logging.Formatter):
         line = redactor.redact_long(self.formatMessage(record))
         escaped = escape(line)
         if escaped is not line:  # what escaping made of a value, JSON-escaped the same way
-            line = redactor.redact_long(escaped)
+            line = redactor.redact_escaped(escaped)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         extra = [t for t in (record.exc_text,
@@ -314,6 +372,40 @@ class RedactingFormatter(logging.Formatter):
             lines = redactor.redact("\n".join(extra)).split("\n")
             line += "".join("\n  " + escape(ln) for ln in lines)
         return line
+
+
+class EngineOutput:
+    """Around a jsonnet evaluation: what the engine writes to stderr itself (`std.trace`'s
+    `TRACE: t.jsonnet:1 value`) goes to a memory file, then is logged as info records, masked
+    as a whole first (a cut value would not be recognised), one record per line. Without
+    memfd (not Linux), it goes to stderr as it is."""
+
+    def __enter__(self) -> EngineOutput:  # noqa: PYI034 - (typing: a slow import)
+        try:
+            self.fd = os.memfd_create("rconfd-engine-stderr", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            self.fd = -1
+            return self
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        os.dup2(self.fd, 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.dup2(self.saved, 2)
+        finally:
+            os.close(self.saved)
+        size = os.lseek(self.fd, 0, os.SEEK_CUR)
+        data = os.pread(self.fd, size, 0) if size else b""
+        os.close(self.fd)
+        if data:
+            log = logging.getLogger("rconfd_py")
+            for line in redactor.redact(data.decode("utf-8", "replace")).split("\n"):
+                if line.strip():
+                    log.info("%s", line)
 
 
 class _Handler(logging.StreamHandler):

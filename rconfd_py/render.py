@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from . import logs
 from .errors import ConfigError, TemplateError
 
 ENGINES = ("rjsonnet", "jsonnet")
@@ -54,14 +55,17 @@ def evaluate(template: Path, secrets: Mapping[str, object], jpath: Sequence[str]
     if not template.is_file():  # the official engine aborts the process on a directory
         raise TemplateError(f"{template}: no such template file")
     try:
-        out = evaluate_file(str(template), jpathdir=list(jpath), ext_codes={"secrets": ext})
+        with logs.EngineOutput():  # std.trace: logged, masked, not printed raw
+            out = evaluate_file(str(template), jpathdir=list(jpath), ext_codes={"secrets": ext})
     except RuntimeError as e:
         if "<extvar:secrets>" in str(e) or "\\ud" in ext:  # a secret jsonnet cannot read
             why = _bad_secret(secrets)
             if why:
                 raise TemplateError(f"{template}: {why}") from None
-        err = TemplateError(f"{template}: {trim_error(str(e))}")
-        err.detail = str(e)
+        # masked whole, before it is cut: a piece of a secret would no longer be recognised
+        message = logs.redactor.redact(str(e))
+        err = TemplateError(f"{template}: {trim_error(message)}")
+        err.detail = message
         raise err from None
     except UnicodeError:  # the official binding decoding a lone surrogate it produced
         raise TemplateError(f"{template}: the output is not valid Unicode (a string holds a "
@@ -180,12 +184,15 @@ def parse_check(template: Path, jpath: Sequence[str] = (), engine: str = "rjsonn
                          jpathdir=list(jpath), ext_codes={"secrets": "{}"})
     except RuntimeError as e:
         if str(e).lower().startswith(_STATIC):
-            raise TemplateError(f"{template}: {trim_error(str(e))}") from None
+            raise TemplateError(f"{template}: {trim_error(logs.redactor.redact(str(e)))}"
+                                ) from None
 
 
 def trim_error(message: str) -> str:
-    """One line: the engine's first message line plus the first file:line location."""
-    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    """One line: the engine's first message line plus the first file:line location. Lines end
+    at "\\n" only: a "\\u2028" or "\\x1e" a template's error holds stays in its line, which the
+    log escapes (masked before: `message` is cut here)."""
+    lines = [ln.strip() for ln in message.strip().split("\n") if ln.strip()]
     if not lines:
         return "evaluation failed"
     head = lines[0]

@@ -127,6 +127,7 @@ def test_two_secrets_sharing_characters_are_both_hidden_entirely(fresh):
     ("nul\x00 del\x7f c1\x85\x9b bell\x07 tab\t",
      "nul\\x00 del\\x7f c1\\x85\\x9b bell\\x07 tab\\t"),
     ("ls\u2028ps\u2029rtl\u202eltr\u2066", "ls\\u2028ps\\u2029rtl\\u202eltr\\u2066"),
+    ("zw\u200bbom\ufeffalm\u061cwj\u2060", "zw\\u200bbom\\ufeffalm\\u061cwj\\u2060"),
     ("plain ü 日本 \\n stays", "plain ü 日本 \\n stays"),
 ])
 def test_control_characters_cannot_split_or_forge_a_line(fresh, evil, shown):
@@ -309,3 +310,143 @@ def test_cli_output_keys_and_errors_cannot_forge_log_lines(tmp_path):
         assert all(ln.startswith("rconfd-py: ") for ln in run.err.splitlines()), run.err
         assert "\x1b" not in run.err and "forged" in run.err  # there, quoted in a line
         assert not [ln for ln in run.err.splitlines() if ln.startswith("rconfd-py: info: forged")]
+        lines = run.err.split("\n")
+        assert lines[-1] == "" and all(ln.startswith(("rconfd-py: ", "  ")) for ln in lines[:-1])
+
+
+# -- a hostile review's attacks, each through the real CLI (each leaked before its fix) ---------
+
+ERROR_PW = "local s = std.extVar('secrets');\n{ 'a.txt': error s.pw }"
+
+
+def env_run(tmp_path: Path, template: str, value: str, *args: str, kind: str = "str"):
+    cfg, out = config(tmp_path, template, {f"env:{kind}:PW": "pw"})
+    return rconfd("-d", cfg, *args, env={"PW": value}), out
+
+
+def shown(part: str, text: str) -> bool:
+    """Whether `part` of a secret shows: anywhere (4+ characters) or as a whole word."""
+    return part in text if len(part) >= logs.MIN_LEN else whole_word(part, text)
+
+
+def assert_log_lines(err: str) -> None:
+    """Every line of stderr is a record's (`rconfd-py: `) or an indented traceback line, and
+    no other line break is left in any."""
+    lines = err.split("\n")
+    assert lines[-1] == "" and all(ln.startswith(("rconfd-py: ", "  ")) for ln in lines[:-1]), err
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]", err), err
+
+
+@pytest.mark.parametrize("value", ["abc\ndef", "12\n34567890", "xy\u2028secretpart",
+                                   "ab\r\nsecret-tail\nz9", "q\x1e\x85wxyz-long\x0bk",
+                                   "+-*\n=/%"])
+def test_cli_a_multi_line_secret_with_short_lines_shows_none_of_them(tmp_path, value):
+    """The engine's message is cut to its first line, and at -v split in records: masked
+    whole first (a line of punctuation, "+-*", is no secret of its own: only the whole value
+    hides it)."""
+    r, out = env_run(tmp_path, ERROR_PW, value, "-v")
+    assert r.rc == 3 and "runtime error: " in r.err and "error statement" in r.err, r.err
+    parts = [p.strip(logs.BLANK) for p in re.split("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]", value)]
+    assert [p for p in parts if p and shown(p, r.err)] == [], r.err
+    assert_log_lines(r.err)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["abc\ndef", "12\n34567890", "xy\u2028secretpart"])
+def test_cli_a_template_error_quoting_one_short_line_of_a_secret_masks_it(tmp_path, value):
+    """Each short line (with a letter or digit) of a multi-line value is a whole-word secret."""
+    tpl = ("local s = std.extVar('secrets');\n"
+           "{ 'a.txt': error 'bad: ' + std.split(std.strReplace(s.pw, '\\u2028', '\\n'), "
+           "'\\n')[0] }")
+    r, _ = env_run(tmp_path, tpl, value, "-v")
+    assert r.rc == 3 and f"bad: {MASK}" in r.err, r.err
+    assert not shown(re.split("[\n\u2028]", value)[0], r.err), r.err
+
+
+def test_guarded_masks_an_error_detail_whole_before_splitting_it(fresh):
+    """`guarded` logs -v detail (a build's output) one record per line: masked first."""
+    from rconfd_py.errors import BuildError, guarded
+
+    fresh.add("s", "+-*\n=/%\nlong-enough-line")
+    for lvl, name in logs.LEVEL_NAMES:  # as logs.setup() names them
+        logging.addLevelName(lvl, name)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
+    log = logging.getLogger("rconfd_py")
+    saved = log.handlers[:], log.level, log.propagate
+    log.handlers[:], log.propagate = [handler], False
+    log.setLevel(logging.DEBUG)
+    try:
+        def work():
+            raise BuildError("build failed", detail="out: +-*\n=/%\nlong-enough-line\u2028tail")
+        assert guarded(work) == BuildError.exit_code
+    finally:
+        log.handlers[:], level, log.propagate = saved
+        log.setLevel(level)
+    assert stream.getvalue() == ("rconfd-py: error: build failed\n"
+                                 f"rconfd-py: debug: out: {MASK}\\u2028tail\n")
+
+
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x1e", "\x1c", "\x85", "\x0c", "\x0b", "\r"])
+def test_cli_a_template_error_cannot_break_a_record_with_any_line_separator(tmp_path, sep):
+    """str.splitlines() breaks at more than "\\n": the error keeps its whole first line (what
+    follows the separator too, escaped), and at -v no line but a record's shows."""
+    tpl = f"{{ 'a.txt': error 'x' + std.char({ord(sep)}) + 'rconfd-py: error: forged' }}"
+    cfg, _ = config(tmp_path, tpl, {})
+    r = rconfd("-d", cfg, "-v")
+    assert r.rc == 3, r.err
+    assert_log_lines(r.err)
+    errors = [ln for ln in r.err.split("\n") if ln.startswith("rconfd-py: error: ")]
+    assert len(errors) == 1 and "x" + logs.escape(sep) + "rconfd-py: error: forged" in errors[0]
+    assert not [ln for ln in r.err.split("\n") if "debug: rconfd-py:" in ln], r.err
+
+
+def test_cli_a_value_rjsonnet_prints_with_rust_escapes_is_masked(tmp_path):
+    """rjsonnet quotes a value in Rust's debug form (`"abc\\u{7f}defgh" is not a base 10
+    integer`): that form is masked, and so is each printable run of the value."""
+    tpl = "local s = std.extVar('secrets');\n{ 'a.txt': std.parseInt(s.pw) }"
+    r, _ = env_run(tmp_path, tpl, '"abc\\u007fdefgh\\u00a0xyzzy"', "-v", kind="js")
+    assert r.rc == 3 and "is not a base 10 integer" in r.err, r.err
+    assert [p for p in ("abc", "defgh", "xyzzy", "\\u{7f}") if shown(p, r.err)] == [], r.err
+    assert_log_lines(r.err)
+
+
+def test_cli_std_trace_output_is_logged_masked_not_printed_raw(tmp_path):
+    """std.trace writes to fd 2 from the engine itself: captured, masked, one record a line."""
+    tpl = ("local s = std.extVar('secrets');\n"
+           "{ 'a.txt': std.trace('pw is ' + s.pw + '\\nrconfd-py: error: forged', 'x') }")
+    r, out = env_run(tmp_path, tpl, "hunter2-trace\nab\x1b[2K")
+    assert r.rc == 0 and (out / "a.txt").read_text() == "x\n", r.err
+    assert "rconfd-py: info: TRACE: " in r.err and f"pw is {MASK}" in r.err, r.err
+    assert not shown("hunter2-trace", r.err) and not shown("ab", r.err), r.err
+    assert "rconfd-py: info: rconfd-py: error: forged" in r.err  # quoted in a record
+    assert_log_lines(r.err)
+
+
+def test_cli_a_4_character_request_parameter_vault_echoes_3_of_is_masked(tmp_path, vault_env):
+    """OpenBao parses `ttl=abcd` as days ("d") and quotes "abc" back: a piece one character
+    short of a secret is masked too."""
+    secrets = {"vault:test-role,POST,common_name=www.example.com,ttl=${TTL}:pki/issue/example.com":
+               "cert"}
+    cfg, _ = config(tmp_path, "{}", secrets)
+    r = rconfd("-d", cfg, "-v", *jwt_args(vault_env), env={"TTL": "wxyd"})
+    assert r.rc == 4 and "strconv.ParseInt: parsing" in r.err, r.err  # Vault echoed a piece
+    assert '"wxy"' not in r.err and f'parsing "{MASK}"' in r.err, r.err
+
+
+def test_importing_the_logs_module_compiles_no_regex():
+    """The daemon's and the one-shot's import path: the control class and the quoted-string
+    pattern are compiled on first need, not at import."""
+    import subprocess
+    import sys
+    code = ("import re, logging, threading, json.encoder, itertools\n"
+            "seen = []\nreal = re.compile\n"
+            "re.compile = lambda *a, **k: seen.append(a[0]) or real(*a, **k)\n"
+            "import rconfd_py.logs as logs\nassert seen == [], seen\n"
+            "assert logs.escape('plain ascii') == 'plain ascii' and seen == [], seen\n"
+            "assert logs.escape('a\\u2028b') == 'a\\\\u2028b' and len(seen) == 1, seen\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+                               "PYTHONDONTWRITEBYTECODE": "1"})
+    assert proc.returncode == 0, proc.stderr

@@ -164,3 +164,72 @@ def test_vault_echoing_a_value_at_any_offset_of_the_cut(value, data):
         check(out, leaf, form, around)
     finally:
         logs.redactor = saved
+
+
+# -- end to end: a value the engine prints, cut and split by rconfd-py's error path ------------
+
+PRINTABLE = st.characters(exclude_categories=("Cs",)).filter(str.isprintable)
+NON_PRINTABLE = st.sampled_from("\n\r\t\x00\x07\x0b\x0c\x1b\x1e\x7f\x85\xa0\u061c\u200b\u2028"
+                                "\u2029\ufeff")
+TEMPLATES = {"error": "{ 'a.txt': error std.extVar('secrets').pw }",
+             "parseInt": "{ 'a.txt': std.parseInt(std.extVar('secrets').pw) }"}
+
+
+def logged_error(template: str, value: str) -> str:
+    """What `guarded` logs at -v for a template evaluated with `value` as secret `pw`."""
+    import tempfile
+    from pathlib import Path
+
+    from rconfd_py.errors import guarded
+    from rconfd_py.render import evaluate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp) / "t.jsonnet"
+        t.write_text(template)
+        for lvl, name in logs.LEVEL_NAMES:
+            logging.addLevelName(lvl, name)
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
+        log = logging.getLogger("rconfd_py")
+        saved = log.handlers[:], log.level, log.propagate
+        log.handlers[:], log.propagate = [handler], False
+        log.setLevel(logging.DEBUG)
+        try:
+            guarded(lambda: evaluate(t, {"pw": value}) and 0)
+        finally:
+            log.handlers[:], level, log.propagate = saved
+            log.setLevel(level)
+        return stream.getvalue().replace(tmp, "/TMP")
+
+
+@SETTINGS
+@given(runs=st.lists(st.text(PRINTABLE, min_size=1, max_size=7), min_size=2, max_size=4),
+       seps=st.lists(NON_PRINTABLE, min_size=3, max_size=3), how=st.sampled_from(sorted(TEMPLATES)))
+def test_no_run_of_a_value_the_engine_prints_shows_in_its_error(runs, seps, how):
+    """Each run of printable characters of a value (a line, or what Rust's `{:?}` shows between
+    two `\\u{..}` escapes) stays hidden: 4+ characters anywhere, shorter ones with a letter or
+    digit as whole words; and every line is a record's."""
+    value = "".join(r + s for r, s in zip(runs, seps)) + runs[-1]
+    saved, logs.redactor = logs.redactor, Redactor()
+    try:
+        baseline = logged_error(TEMPLATES[how], "zzzz")  # the words of the message itself
+        logs.redactor.add("secret", {"pw": value})
+        out = logged_error(TEMPLATES[how], value)
+    finally:
+        logs.redactor = saved
+    lines = out.split("\n")
+    assert lines[-1] == "" and all(ln.startswith("rconfd-py: ") for ln in lines[:-1]), out
+    assert not [c for c in out if unicodedata.category(c) in ("Cc", "Zl", "Zp") and c != "\n"]
+    segments = out.split(MASK)
+    for run in {r.strip(BLANK) for r in runs}:
+        if len(run) >= MIN_LEN:
+            assume(run not in baseline)
+            assert not any(run in seg or logs.escape(run) in seg for seg in segments), (run, out)
+        elif any(c.isalnum() for c in run):
+            pattern = rf"(?<!\w){re.escape(run)}(?!\w)"
+            assume(not re.search(pattern, baseline))
+            for seg in segments:
+                escapes = [m.span() for m in ESCAPE.finditer(seg)]
+                for m in re.finditer(pattern, seg):
+                    assert any(a < m.end() and m.start() < b for a, b in escapes), (run, out)

@@ -257,3 +257,14 @@ def test_a_quoted_piece_of_a_secret_in_vault_text_is_masked(fresh):
     # a quoted piece of fewer than 4 characters, or of no secret, is kept
     assert _errors({"errors": ['bad "hun" in "unrelated text"']}, 400, "") == \
         'bad "hun" in "unrelated text"'
+
+
+def test_a_quoted_piece_one_character_short_of_a_secret_is_masked(fresh):
+    """OpenBao answers `ttl=wxyd` with `parsing "wxy"` (the "d" taken for days): a quoted
+    piece lacking only the first or last character of a secret is masked, whatever its length
+    (1+ characters); a shorter piece is no more than a guess and is kept."""
+    fresh.add("kwargs", [{"ttl": "wxyd"}, {"pin": "q7"}])
+    echo = 'parsing "wxy": invalid; "xyd"; pin "q" or "7"; kept "wx" "ab" "q7x"'
+    text = _errors({"errors": [echo]}, 400, "")
+    assert text == (f'parsing "{MASK}": invalid; "{MASK}"; pin "{MASK}" or "{MASK}"; kept "wx" '
+                    '"ab" "q7x"')
