@@ -75,9 +75,13 @@ def build_wheel(source: Path, dest: Path) -> Path:
     return wheels[-1]
 
 
-def _digest(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(
-        b"=").decode()
+def _digest(data: bytes, algorithm: str = "sha256") -> str:
+    """A RECORD hash (PEP 376/427): ``algorithm=urlsafe-base64-nopad``; "" if unknown."""
+    try:
+        raw = hashlib.new(algorithm, data).digest()
+    except ValueError:
+        return ""
+    return f"{algorithm}=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def installed_distribution():
@@ -125,7 +129,10 @@ def wheel_from_record(dest: Path) -> Path:
         except OSError as e:
             raise BuildError(f"cannot rebuild the {DIST} wheel: {path}: {e.strerror}: "
                              "reinstall it or pass --wheel FILE") from None
-        if entry.hash is None or _digest(data) != f"{entry.hash.mode}={entry.hash.value}":
+        if entry.hash is None:
+            raise BuildError(f"cannot rebuild the {DIST} wheel: {path} has no hash in its "
+                             "RECORD: pass --wheel FILE")
+        if _digest(data, entry.hash.mode) != f"{entry.hash.mode}={entry.hash.value}":
             raise BuildError(f"cannot rebuild the {DIST} wheel: {path} differs from its RECORD "
                              "(the installation was modified): reinstall it or pass --wheel FILE")
         files[name] = data
