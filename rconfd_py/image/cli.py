@@ -47,14 +47,16 @@ commands:
   containerfile   print the s6 layer's Containerfile (the top-level one is this, FROM
                   {DEFAULT_BASE}; --context: a context's)
   context DIR     write the s6 layer's self-contained build context into DIR: Containerfile,
-                  deploy/rootfs/ and wheels/ (the rconfd-py wheel, built from the checkout)
+                  wheels/ (the rconfd-py wheel: --wheel, else built from the source
+                  checkout, else rebuilt from the installed distribution's RECORD) and
+                  rootfs/ (the s6 service rconfd, taken from that wheel)
 
 base, build and service write a context (a temporary one, or --context DIR) and build it with
 the first builder found ({', '.join(BUILDERS)}), or --builder; --dry-run prints the context and
 the command instead. The s6-overlay pinned is the one the Alpine release in the FROM image's
 name ships ({', '.join(f'{r}: {v}' for r, v in S6_OVERLAY.items())}), or --s6-overlay.
-exit codes: 0 ok, 2 usage error (no builder found, no source checkout), 6 cannot write the
-            context, 7 pip wheel or the builder failed"""
+exit codes: 0 ok, 2 usage error (no builder found, no wheel to ship), 6 cannot write the
+            context, 7 pip wheel, the wheel's rebuild or the builder failed"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,9 +77,11 @@ def parser() -> argparse.ArgumentParser:
                         help="the s6-overlay to pin (default: the one of the Alpine release)")
         if wheel:
             sp.add_argument("--wheel", metavar="FILE",
-                            help="use this rconfd_py-*.whl instead of building one")
+                            help="ship this rconfd_py-*.whl (its rootfs too) instead of "
+                                 "building one")
             sp.add_argument("--source", metavar="DIR",
-                            help="the source checkout (default: the one rconfd-py runs from)")
+                            help="build the wheel from this source checkout (default: the one "
+                                 "rconfd-py runs from; none: rebuild the installed one)")
 
     def buildable(sp: argparse.ArgumentParser, tag: str) -> None:
         sp.add_argument("--builder", "--engine", dest="builder", choices=BUILDERS,

@@ -2,7 +2,8 @@
 
 ``source``: multi-stage, builds the wheel from a source checkout; the top-level Containerfile is
 this variant, generated (``rconfd-py image containerfile > Containerfile``) and checked by a test.
-``context``: single stage, installs the wheel already in the build context's ``wheels/``.
+``context``: single stage, installs the wheel already in the build context's ``wheels/`` and
+copies its ``rootfs/``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ COPY_WHEELS = {
     "source": "COPY --from=build /wheels/ /wheels/",
     "context": "COPY wheels/ /wheels/",
 }
+# The s6 service rconfd and /etc/rconfd: package data (rconfd_py/image/rootfs/); a context
+# has it as rootfs/, taken from the wheel it ships.
+COPY_ROOTFS = {
+    "source": "COPY rconfd_py/image/rootfs/ /",
+    "context": "COPY rootfs/ /",
+}
 
 
 def template() -> str:
@@ -68,4 +75,5 @@ def generate(variant: str = "source", base: str | None = None,
         "@S6_OVERLAY_VERSION@": s6_overlay_version(base, s6_overlay),
         "@SYSTEM_PACKAGES@": system_packages.rstrip("\n"),
         "@COPY_WHEELS@": COPY_WHEELS[variant],
+        "@COPY_ROOTFS@": COPY_ROOTFS[variant],
     })

@@ -29,7 +29,7 @@ from rconfd_py.image.builder import BUILDERS, build_command
 from rconfd_py.image.layers import DEFAULT_BASE_TAG, DEFAULT_S6_TAG, S6_OVERLAY
 
 ROOT = Path(__file__).resolve().parents[2]
-ROOTFS = ROOT / "deploy" / "rootfs"
+ROOTFS = ROOT / "rconfd_py" / "image" / "rootfs"
 K8S = ROOT / "deploy" / "kubernetes"
 SETUP = ROOT / "deploy" / "vault" / "setup.py"
 WHEEL_NAME = f"rconfd_py-{__version__}-py3-none-any.whl"
@@ -86,7 +86,8 @@ def check_structure(text: str, *, multi_stage: bool, base: str = DEFAULT_BASE,
     assert any("python3 -m venv /opt/rconfd-py" in r and "pip install --no-cache-dir /wheels/"
                in r and "/usr/local/bin/rconfd-py" in r for r in runs)
     copies = [(c.flags, c.value) for c in final if c.cmd == "COPY"]
-    assert ((), ("deploy/rootfs/", "/")) in copies
+    rootfs = "rconfd_py/image/rootfs/" if multi_stage else "rootfs/"
+    assert ((), (rootfs, "/")) in copies
     wheels = (("--from=build",), ("/wheels/", "/wheels/")) if multi_stage else \
         ((), ("wheels/", "/wheels/"))
     assert wheels in copies
@@ -166,8 +167,8 @@ def test_context_is_from_the_base_layer_and_the_top_level_from_plain_alpine():
 def test_ignore_files_keep_the_context_small():
     for name in (".containerignore", ".dockerignore"):
         entries = set((ROOT / name).read_text().split())
-        assert {".venv", ".git", "tests", "build", "dist", "**/__pycache__"} <= entries
-        assert not entries & {"rconfd_py", "deploy", "pyproject.toml", "README.md"}
+        assert {".venv", ".git", "tests", "build", "dist", "**/__pycache__", "deploy"} <= entries
+        assert not entries & {"rconfd_py", "pyproject.toml", "README.md"}
     assert (ROOT / ".containerignore").read_text() == (ROOT / ".dockerignore").read_text()
 
 
@@ -183,15 +184,18 @@ def test_context_is_self_contained(context: Path):
         names = set(z.namelist())
     assert {"rconfd_py/cli.py", "rconfd_py/image/Containerfile.in"} <= names
     shipped = sorted(p.relative_to(ROOTFS) for p in ROOTFS.rglob("*") if p.is_file())
-    assert shipped, "deploy/rootfs is empty"
+    assert shipped, "rconfd_py/image/rootfs is empty"
     for rel in shipped:
-        src, dst = ROOTFS / rel, context / "deploy" / "rootfs" / rel
+        src, dst = ROOTFS / rel, context / "rootfs" / rel
         assert dst.read_bytes() == src.read_bytes(), rel
         assert stat.S_IMODE(dst.stat().st_mode) == stat.S_IMODE(src.stat().st_mode), rel
     if (ROOTFS / "etc/services.d/rconfd/run").exists():
-        assert os.access(context / "deploy/rootfs/etc/services.d/rconfd/run", os.X_OK)
+        assert os.access(context / "rootfs/etc/services.d/rconfd/run", os.X_OK)
+    with zipfile.ZipFile(context / "wheels" / WHEEL_NAME) as z:  # the rootfs ships in the wheel
+        for rel in shipped:
+            assert z.read(f"rconfd_py/image/rootfs/{rel}") == (ROOTFS / rel).read_bytes(), rel
     tops = {p.name for p in context.iterdir()}
-    assert tops == {"Containerfile", "wheels", "deploy"}
+    assert tops == {"Containerfile", "wheels", "rootfs"}
 
 
 def test_context_base_substitution_and_reuse(tmp_path: Path, wheel: Path):
@@ -224,17 +228,28 @@ def test_context_base_substitution_and_reuse(tmp_path: Path, wheel: Path):
     (["--s6-overlay", "latest"], ["--s6-overlay", "bad version"]),
     (["--wheel", "/nonexistent.whl"], ["--wheel", "not an rconfd_py-*.whl"]),
     (["--source", "/"], ["not a source checkout", "--source DIR"]),
-    (["--source", "{checkout}"], ["is the source checkout"]),  # would replace its rootfs
+    (["--source", "{checkout}"], ["is the source checkout"]),  # would replace its Containerfile
+    (["--wheel", "{garbage}"], ["rconfd_py-0-py3-none-any.whl: not a wheel"]),
+    (["--wheel", "{no_rootfs}"], ["ships no rconfd_py/image/rootfs/", "--wheel"]),
 ])
 def test_context_usage_errors_exit_2(tmp_path: Path, args, needles):
     checkout = tmp_path / "checkout"  # a copy: a broken guard must not eat the real one
-    shutil.copytree(ROOTFS, checkout / "deploy" / "rootfs")
+    shutil.copytree(ROOTFS, checkout / "rconfd_py" / "image" / "rootfs")
     shutil.copy2(ROOT / "pyproject.toml", checkout)
-    args = [a.format(checkout=checkout) for a in args]
+    (checkout / "Containerfile").write_text("mine\n")
+    garbage = tmp_path / "rconfd_py-0-py3-none-any.whl"
+    garbage.write_text("not a zip")
+    no_rootfs = tmp_path / "old" / "rconfd_py-0-py3-none-any.whl"
+    no_rootfs.parent.mkdir()
+    with zipfile.ZipFile(no_rootfs, "w") as z:
+        z.writestr("rconfd_py/__init__.py", "")
+    args = [a.format(checkout=checkout, garbage=garbage, no_rootfs=no_rootfs) for a in args]
     dest = checkout if str(checkout) in args else tmp_path / "ctx"
     r = rconfd("image", "context", dest, *args)
     one_error_line(r, errors.EXIT_CONFIG, *needles)
-    assert (checkout / "deploy" / "rootfs").is_dir()
+    assert (checkout / "Containerfile").read_text() == "mine\n"
+    assert (checkout / "rconfd_py" / "image" / "rootfs").is_dir()
+    assert not (tmp_path / "ctx").exists()  # nothing written
 
 
 @pytest.mark.parametrize("engine", BUILDERS)
