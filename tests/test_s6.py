@@ -1,5 +1,5 @@
 """rconfd-py under real s6 (Debian's s6-svscan, s6-supervise, s6-svwait, execline): the shipped
-service dir from deploy/rootfs, a dependent service, readiness, reload signals, shutdown."""
+service dir from rconfd_py/image/rootfs, a dependent service, readiness, reload signals, shutdown."""
 
 from __future__ import annotations
 
