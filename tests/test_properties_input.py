@@ -84,8 +84,13 @@ def test_vault_ref_round_trips(role, method, kwargs, path):
     try:
         ref = parse_ref(text)
     except RefError as e:
-        assert "empty path" in one_line(e) and not expected_path
+        if not expected_path:
+            assert "empty path" in one_line(e)
+        else:  # '.', '..' or '' between slashes: refused, never sent to Vault
+            assert "an empty segment" in one_line(e)
+            assert any(seg in (".", "..", "") for seg in expected_path.split("/"))
         return
+    assert not any(seg in (".", "..", "") for seg in ref.path.split("/"))
     assert (ref.backend, ref.role, ref.method, ref.kwargs, ref.path) == (
         "vault", role, (method or "GET").upper(), tuple(kwargs), expected_path)
     assert ref.text == text
