@@ -3,6 +3,7 @@ hand-over to check, demo or image.
 
     rconfd-py [-d DIR] [-u URL] [-l LOGIN_PATH] [-j JPATH] [-c CACERT] [-T TOKEN]
               [-t TOKEN_PATH] [-v] [-r READY_FD] [-D] [--poll S] [--revoke-on-exit] [--engine E]
+              [--log-format text|json] [--dry-run]
     rconfd-py check [-d DIR] [-j JPATH] [--engine E]
     rconfd-py demo [--keep DIR]
     rconfd-py image base|build|service|context|containerfile ...   (rconfd_py/image/cli.py)
@@ -60,6 +61,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="jsonnet engine (rjsonnet; 'jsonnet' is the official binding)")
     p.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="debug logging (secret values are never logged)")
+    p.add_argument("--log-format", choices=("text", "json"),
+                   help="log lines on stderr: text (rconfd-py: LEVEL: message) or json (one "
+                        "object per line: time, level, message, template, file, path, role, "
+                        "ttl), masked alike (text)")
 
 
 def main_parser() -> argparse.ArgumentParser:
@@ -96,6 +101,10 @@ def main_parser() -> argparse.ArgumentParser:
                    help="daemon with nothing leased: replace rconfd-py with CMD (e.g. s6-pause) "
                         "instead of exiting 0, so the supervised process stays the one s6 "
                         "signals")
+    p.add_argument("--dry-run", action="store_true", default=None,
+                   help="fetch and render, write nothing, run no hook nor reload, signal no "
+                        "readiness; print each file's path, mode, owner and a unified diff "
+                        "against the file on disk, secrets masked (not with -D)")
     p.add_argument("--version", action="version", version=f"rconfd-py {__version__}")
     return p
 
@@ -140,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.build(flags)
     except RconfdError as e:
-        logs.setup(False)
+        logs.setup(False, flags.get("log_format") or "text")
         log.error("%s", e)
         return e.exit_code
-    logs.setup(settings.verbose)
+    logs.setup(settings.verbose, settings.log_format)
 
     def work() -> int:
         if command == "check":

@@ -37,7 +37,10 @@ DEFAULTS = {
     "revoke_on_exit": False,
     "timeout": 10.0,  # seconds per Vault request
     "idle_exec": None,  # -D with nothing leased: exec this command instead of exiting 0
+    "log_format": "text",  # text | json
+    "dry_run": False,  # fetch and render, print what would change, write nothing
 }
+LOG_FORMATS = ("text", "json")
 
 
 class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
@@ -80,6 +83,10 @@ class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
                     raise ValueError("empty command")
             except ValueError as e:
                 raise ConfigError(f"--idle-exec {settings.idle_exec!r}: {e}") from None
+        if settings.log_format not in LOG_FORMATS:
+            raise ConfigError(f"--log-format {settings.log_format!r}: expected text or json")
+        if settings.dry_run and settings.daemon:
+            raise ConfigError("--dry-run cannot be used with -D")
         return settings
 
 
