@@ -120,13 +120,7 @@ def _current(path: Path) -> bytes | str:
 
 def _secret_spans(line: str) -> list[tuple[int, int]]:
     """Where the redactor masks something in `line` (character spans)."""
-    import difflib
-
-    masked = redactor.redact(line)
-    if masked == line:
-        return []
-    sm = difflib.SequenceMatcher(None, line, masked, autojunk=False)
-    return [(i1, i2) for tag, i1, i2, _, _ in sm.get_opcodes() if tag != "equal"]
+    return redactor.spans(line)
 
 
 def _mask_old(old: str, new: str) -> str:

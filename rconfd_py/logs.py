@@ -128,6 +128,20 @@ class Redactor:
         long, short, _ = self._current()
         return _mask(text, long, short)
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where `redact` would mask something in `text`: (start, end) pairs, sorted, possibly
+        overlapping (a dry run's diff masks an older value facing them)."""
+        long, short, _ = self._current()
+        found = []
+        for v in long:
+            i = text.find(v)
+            while i >= 0:
+                found.append((i, i + len(v)))
+                i = text.find(v, i + 1)
+        if short is not None:
+            found += [(m.start(), m.end(1)) for m in short.finditer(text)]
+        return sorted(found)
+
     def redact_long(self, text: str) -> str:
         """`text` with the registered strings of MIN_LEN+ characters masked wherever they are."""
         return _mask(text, self._current()[0], None)
