@@ -37,7 +37,8 @@ Every option also reads RCONFD_<LONG_NAME> from the environment (RCONFD_DIR, RCO
 RCONFD_TOKEN_PATH, ...); options win. VAULT_NAMESPACE sends X-Vault-Namespace.
 
 exit codes: 0 ok, 1 internal error, 2 usage or config error, 3 template error,
-            4 Vault or login error, 5 env/file/exe secret error, 6 cannot write a file,
+            4 Vault or login error, 5 env/file/exe secret error, 6 cannot write a file
+            or a "check" rejected it,
             7 image build failed (rconfd-py image)"""
 
 

@@ -11,7 +11,6 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 from cli import DaemonProc, rconfd
 
 PW = "hunter2-long-password"
@@ -321,17 +320,19 @@ def test_daemon_a_rejected_check_keeps_the_files_until_a_good_change(tmp_path):
     assert text.count("check.sh rejected") == 1, text  # logged once per distinct error
 
 
-@pytest.mark.parametrize("fmt", ["text", "json"])
-def test_help_names_the_new_flags(fmt):
+def test_help_names_the_new_flags():
     run = rconfd("--help")
-    assert "--log-format" in run.out and "--dry-run" in run.out
+    assert "--log-format {text,json}" in run.out and "--dry-run" in run.out
+    assert 'or a "check" rejected it' in run.out
 
 
 def test_a_rejected_check_is_retried_like_a_template_error_not_a_write_failure():
     from rconfd_py.daemon import policy
     from rconfd_py.errors import CheckError, OutputError
 
-    rng = lambda lo, hi: lo  # noqa: E731
+    def rng(lo: float, hi: float) -> float:
+        return lo
+
     assert not policy.transient(CheckError("c.json:t: check /x rejected /f"))
     assert policy.transient(OutputError("cannot write /f: No space left on device"))
     plans = [policy.render_failed(n, CheckError("x"), 1000.0, 1005.0, rng).at
