@@ -18,7 +18,8 @@ SHORT = "Qz9"  # a short value: masked as a whole word
 PEM = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
        "bm90LWEtcmVhbC1rZXktYnV0LWxvbmc=\nZz\n-----END PRIVATE KEY-----\n")
 ENV = {"PW": PW, "SHORT": SHORT, "PEM": PEM}
-SECRETS = {"env:str:PW": "pw", "env:str:SHORT": "short", "env:str:PEM": "pem"}
+SECRETS = {"env:str:PW": "pw", "env:str:SHORT": "short", "env:str:PEM": "pem",
+           "exe:str:/bin/echo ${PW}": "echoed"}  # its path, a `path` field, holds the secret
 TEMPLATE = """local s = std.extVar('secrets');
 { 'app.conf': 'user = bob\\npassword = %s\\npin = %s\\nport = 5432\\n' % [s.pw, s.short],
   'key.pem': s.pem }
@@ -78,6 +79,7 @@ def test_json_logs_one_shot_parse_and_hold_no_secret(tmp_path):
     assert {r["file"] for r in wrote} == {str(out / "app.conf"), str(out / "key.pem")}
     assert all(r["template"] == "c.json:t.jsonnet" for r in wrote)
     assert any(r.get("path") == "env:str:PW" for r in records)  # fetched, with its path
+    assert any(r.get("path") == "exe:str:/bin/echo <redacted>" for r in records)  # masked
     assert_no_secret(run.err)
     # a failing template whose error quotes the secrets: still masked, still JSON
     (cfg / "t.jsonnet").write_text("local s = std.extVar('secrets'); "
