@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.build(flags)
     except RconfdError as e:
-        logs.setup(False, flags.get("log_format") or "text")
+        logs.setup(False, flags.get("log_format") or os.environ.get("RCONFD_LOG_FORMAT", ""))
         log.error("%s", e)
         return e.exit_code
     logs.setup(settings.verbose, settings.log_format)

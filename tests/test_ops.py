@@ -11,6 +11,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from cli import DaemonProc, rconfd
 
 PW = "hunter2-long-password"
@@ -288,7 +289,8 @@ def test_check_config_validation(tmp_path):
                            f"executable file" in run.err
 
 
-def test_daemon_a_rejected_check_keeps_the_files_until_a_good_change(tmp_path):
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_daemon_a_rejected_check_keeps_the_files_until_a_good_change(tmp_path, fmt):
     chk = checker(tmp_path)
     cfg, out = tmp_path / "cfg", tmp_path / "out"
     cfg.mkdir()
@@ -300,7 +302,7 @@ def test_daemon_a_rejected_check_keeps_the_files_until_a_good_change(tmp_path):
     (cfg / "c.json").write_text(json.dumps({"t.jsonnet": {
         "dir": str(out), "secrets": {f"file:str:{src}": "v"}, "check": f"{chk} {{file}}",
         "hooks": {"modified": str(hook)}}}))
-    d = DaemonProc("-d", cfg, "--poll", "0.5", "-v", log=tmp_path / "log")
+    d = DaemonProc("-d", cfg, "--poll", "0.5", "-v", "--log-format", fmt, log=tmp_path / "log")
     try:
         d.wait_for(lambda: (out / "app.conf").exists(), 20, "the first render")
         src.write_text("REJECT-value-2")
@@ -316,7 +318,12 @@ def test_daemon_a_rejected_check_keeps_the_files_until_a_good_change(tmp_path):
     finally:
         assert d.stop() == 0
     text = d.text()
+    if fmt == "json":  # every line of a daemon's run parses; the failure names its template
+        records = parse_json_lines(text)
+        assert any(r["level"] == "error" and r.get("template") == "c.json:t.jsonnet"
+                   and r.get("file") == str(out / "app.conf") for r in records)
     assert "REJECT-value-2" not in text and "good-value-1" not in text
+    assert "good-value-3" not in text
     assert "password = <redacted>" in text  # the check's stderr, masked
     # a rejected check is retried slowly (2 s doubling), not at a write failure's pace
     assert text.count("check.sh rejected") == 1, text  # logged once per distinct error
