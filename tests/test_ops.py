@@ -347,3 +347,44 @@ def test_a_rejected_check_is_retried_like_a_template_error_not_a_write_failure()
     plans = [policy.render_failed(n, CheckError("x"), 1000.0, 1005.0, rng).at
              for n in (1, 2, 3, 10)]
     assert plans == [1002.0, 1004.0, 1008.0, 1060.0]  # 2 s doubling to 60 s, expiry ignored
+
+
+def test_a_rejected_check_and_a_dry_run_reload_no_real_s6_service(tmp_path):
+    """Under a real s6-supervise: a rejected check, and a dry run, send no reload; an accepted
+    change does (so the service would have seen one)."""
+    import signal
+    import subprocess
+
+    from helpers import require_binaries
+
+    bins = require_binaries("s6-supervise")
+    svc = tmp_path / "svc"
+    svc.mkdir()
+    applog = tmp_path / "app.log"
+    hook_script(svc, "run", f"trap 'echo hup >> {applog}' HUP\necho start >> {applog}\n"
+                            "while :; do sleep 0.1; done\n")
+    sup = subprocess.Popen([bins["s6-supervise"], str(svc)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 10
+        while not (applog.exists() and (svc / "supervise" / "control").exists()):
+            assert time.time() < deadline, "s6-supervise did not start the service"
+            time.sleep(0.1)
+        chk = checker(tmp_path)
+        cfg, _ = setup(tmp_path, check=f"{chk} {{file}}", reload=[str(svc)])
+        assert rconfd("-d", cfg, env=ENV).rc == 0  # first write: nothing existed, no reload
+        (cfg / "t.jsonnet").write_text(TEMPLATE.replace("port = 5432", "port = REJECT"))
+        assert rconfd("-d", cfg, env=ENV).rc == 6
+        assert rconfd("-d", cfg, "--dry-run", env=ENV).rc == 0
+        time.sleep(0.5)
+        assert "hup" not in applog.read_text()
+        (cfg / "t.jsonnet").write_text(TEMPLATE.replace("port = 5432", "port = 5433"))
+        run = rconfd("-d", cfg, env=ENV)
+        assert run.rc == 0 and "sent s6 command 'h'" in run.err, run.err
+        deadline = time.time() + 10
+        while "hup" not in applog.read_text():
+            assert time.time() < deadline, "the accepted change sent no reload"
+            time.sleep(0.1)
+    finally:
+        os.killpg(sup.pid, signal.SIGTERM)
+        sup.wait(10)
