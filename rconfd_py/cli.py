@@ -90,6 +90,10 @@ def main_parser() -> argparse.ArgumentParser:
                    help="write one newline to this fd once every file is written, then close it")
     p.add_argument("-D", "--daemon", action="store_true", default=None,
                    help="stay in the foreground and keep the files valid as leases expire")
+    p.add_argument("--dry-run", action="store_true", default=None,
+                   help="fetch and render, write nothing, run no hook nor reload, signal no "
+                        "readiness; print each file's path, mode, owner and a unified diff "
+                        "against the file on disk, secrets masked (not with -D)")
     p.add_argument("--poll", metavar="SECONDS", type=float,
                    help="daemon: re-read static secrets (kv, env, file, exe) this often and "
                         "re-render on change (off)")
@@ -102,10 +106,6 @@ def main_parser() -> argparse.ArgumentParser:
                    help="daemon with nothing leased: replace rconfd-py with CMD (e.g. s6-pause) "
                         "instead of exiting 0, so the supervised process stays the one s6 "
                         "signals")
-    p.add_argument("--dry-run", action="store_true", default=None,
-                   help="fetch and render, write nothing, run no hook nor reload, signal no "
-                        "readiness; print each file's path, mode, owner and a unified diff "
-                        "against the file on disk, secrets masked (not with -D)")
     p.add_argument("--version", action="version", version=f"rconfd-py {__version__}")
     return p
 

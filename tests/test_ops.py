@@ -203,8 +203,9 @@ def test_dry_run_new_files_links_and_exit_codes(tmp_path):
     (cfg / "t.jsonnet").write_text("error 'no'")
     real, dry = rconfd("-d", cfg, env=ENV), rconfd("-d", cfg, "--dry-run", env=ENV)
     assert real.rc == dry.rc == 3 and dry.out == ""
-    missing = rconfd("-d", cfg, "--dry-run", env={})  # an unset env secret: 5
-    assert missing.rc == rconfd("-d", cfg, env={}).rc == 5
+    only_pw = {"PW": PW}  # SHORT and PEM unset: an env secret error, 5
+    missing = rconfd("-d", cfg, "--dry-run", env=only_pw)
+    assert missing.rc == rconfd("-d", cfg, env=only_pw).rc == 5, missing.err
     # an output that is a directory: 6, like a real run
     (cfg / "t.jsonnet").write_text("{ 'sub': 'x' }")
     (out / "sub").mkdir()
