@@ -389,3 +389,34 @@ def test_a_rejected_check_and_a_dry_run_reload_no_real_s6_service(tmp_path):
     finally:
         os.killpg(sup.pid, signal.SIGTERM)
         sup.wait(10)
+
+
+def test_dry_run_never_reads_through_a_hostile_users_links(hostile, shared_tmp, tmp_path):
+    """A service user's dir (the user owns it): a link it plants at an output name is named,
+    not read; a link it plants as a directory is refused with exit 6, as a real run would."""
+    svc = shared_tmp / "svc"
+    svc.mkdir()
+    hostile.own(svc)
+    vault = shared_tmp / "vault"
+    vault.mkdir(mode=0o700)
+    (vault / "shadow").write_text("root:SHADOW-SENTINEL\n")
+    (vault / "b.conf").write_text("VAULT-SENTINEL\n")
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "t.jsonnet").write_text("{ 'app.conf': 'x', 'sub/b.conf': 'b' }")
+    (cfg / "r.json").write_text(json.dumps({"t.jsonnet": {
+        "dir": str(svc), "user": hostile.name}}))
+    assert rconfd("-d", cfg).rc == 0
+    hostile.run("ln", "-sf", str(vault / "shadow"), str(svc / "app.conf"))
+    run = rconfd("-d", cfg, "--dry-run")
+    assert run.rc == 0, run.err
+    assert f"{svc / 'app.conf'} mode 0640 owner {hostile.name} (template r.json:t.jsonnet): " \
+           f"a symbolic link, not read" in run.out
+    assert "SENTINEL" not in run.out
+    hostile.run("mv", str(svc / "sub"), str(svc / "sub.old"))
+    hostile.run("ln", "-s", str(vault), str(svc / "sub"))
+    real, dry = rconfd("-d", cfg), rconfd("-d", cfg, "--dry-run")
+    assert real.rc == dry.rc == 6, dry.err
+    assert f"{svc}/sub is a symbolic link owned by uid {hostile.uid}" in dry.err
+    assert "SENTINEL" not in dry.out + dry.err
+    assert sorted(os.listdir(vault)) == ["b.conf", "shadow"]
