@@ -32,7 +32,7 @@ from .logs import MASK, escape, redactor
 MAX_READ = 16 << 20  # bytes of a current file read for the diff
 
 
-def show(pipeline, rendered: list, out=None) -> None:
+def show(rendered: list, out=None) -> None:
     """Print every file of `rendered` ([(TemplateConf, {path: bytes})]); raise the first error
     a real run would meet (two templates writing one file: TemplateError; an output that
     cannot be reached or is a directory: OutputError) after printing the rest."""

@@ -415,12 +415,13 @@ class JsonFormatter(RedactingFormatter):
         import json
         import time
 
-        exc_info, record.exc_info = record.exc_info, None  # the traceback: a field of its own
-        stack, record.stack_info = record.stack_info, None
+        # the traceback: a field of its own, not lines after the message
+        exc_info, exc_text, stack = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
         try:
             message = super().format(record)
         finally:
-            record.exc_info, record.stack_info = exc_info, stack
+            record.exc_info, record.exc_text, record.stack_info = exc_info, exc_text, stack
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         out: dict[str, object] = {"time": f"{ts}.{int(record.msecs):03d}Z",
                                   "level": record.levelname, "message": message}

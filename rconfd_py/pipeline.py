@@ -232,7 +232,7 @@ class Pipeline:
         if self.settings.dry_run:  # shown, not written: no readiness, no hook, no reload
             from .dryrun import show
 
-            show(self, rendered)
+            show(rendered)
             log.info("dry run: rendered %d template(s), nothing written", len(rendered))
             return
         results = [(t, r) for (t, _), r in zip(rendered, self.write_all(rendered))]

@@ -420,3 +420,31 @@ def test_dry_run_never_reads_through_a_hostile_users_links(hostile, shared_tmp, 
     assert f"{svc}/sub is a symbolic link owned by uid {hostile.uid}" in dry.err
     assert "SENTINEL" not in dry.out + dry.err
     assert sorted(os.listdir(vault)) == ["b.conf", "shadow"]
+
+
+def test_json_formatter_masks_fields_tracebacks_and_what_json_escaping_completes():
+    import logging
+
+    from rconfd_py import logs
+
+    fmt = logs.JsonFormatter()
+    logs.redactor.add("test-json-quote", 'pa"ss\\word')
+    logs.redactor.add("test-json-ml", "first-line-x\nsecond-line-y")
+    try:
+        raise ValueError("boom first-line-x\nsecond-line-y")
+    except ValueError:
+        import sys
+
+        exc = sys.exc_info()
+    rec = logging.LogRecord("rconfd_py", logging.ERROR, "", 0, "failed %s\u2028x", ('pa"ss\\word',),
+                            exc)
+    rec.template, rec.file, rec.ttl = "t pa\"ss\\word", "/f\nsecond-line-y", 30
+    line = fmt.format(rec)
+    assert "\n" not in line
+    out = json.loads(line)
+    assert out["message"] == "failed <redacted>\\u2028x"
+    assert out["template"] == "t <redacted>" and out["file"] == "/f\\n<redacted>"
+    assert out["ttl"] == 30 and out["level"] == "ERROR"
+    assert "boom <redacted>" in out["exc"] and "Traceback" in out["exc"]
+    for s in ('pa"ss\\word', "first-line-x", "second-line-y"):
+        assert s not in line and json.dumps(s)[1:-1] not in line and s not in str(out)
