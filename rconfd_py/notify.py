@@ -85,16 +85,21 @@ def run_check(label: str, argv: Sequence[str], staged: str, target: str,
               extra={"template": label, "file": target})
     try:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, env=env, close_fds=True)
+                                stderr=subprocess.PIPE, env=env, close_fds=True,
+                                start_new_session=True)  # its own group: killed whole
     except OSError as e:
         raise CheckError(f"{label}: check {argv[0]} cannot run: {e.strerror}") from None
     kept = bytearray()
 
     def drain() -> None:  # keep the start, read (and drop) the rest: the pipe never fills
         assert proc.stderr is not None
-        while chunk := proc.stderr.read1(1 << 16):
-            if len(kept) < CHECK_STDERR:
-                kept.extend(chunk[:CHECK_STDERR - len(kept)])
+        fd = proc.stderr.fileno()
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                if len(kept) < CHECK_STDERR:
+                    kept.extend(chunk[:CHECK_STDERR - len(kept)])
+        finally:  # closed here, at EOF: a process the check left behind may hold the pipe
+            proc.stderr.close()
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
@@ -102,12 +107,15 @@ def run_check(label: str, argv: Sequence[str], staged: str, target: str,
         rc = proc.wait(timeout)
         why = f"exited with status {rc}" if rc else ""
     except subprocess.TimeoutExpired:
-        proc.kill()
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the check and what it started
+        except OSError:
+            proc.kill()
         proc.wait()
         why = f"timed out after {timeout:g}s"
-    reader.join(5)
-    if proc.stderr is not None:
-        proc.stderr.close()
+    reader.join(5)  # (a process it left running keeps its stderr: not waited for longer)
     if not why:
         return
     text = redactor.redact(kept.decode("utf-8", "replace")).strip()

@@ -448,3 +448,28 @@ def test_json_formatter_masks_fields_tracebacks_and_what_json_escaping_completes
     assert "boom <redacted>" in out["exc"] and "Traceback" in out["exc"]
     for s in ('pa"ss\\word', "first-line-x", "second-line-y"):
         assert s not in line and json.dumps(s)[1:-1] not in line and s not in str(out)
+
+
+def test_run_check_timeout_missing_command_and_bounded_stderr(tmp_path, caplog):
+    import logging
+
+    from rconfd_py import notify
+    from rconfd_py.errors import CheckError
+
+    staged, target = str(tmp_path / ".a.conf.0123abcd.rconfd-tmp"), str(tmp_path / "a.conf")
+    slow = hook_script(tmp_path, "slow.sh", "sleep 30\n")
+    t0 = time.monotonic()
+    with pytest.raises(CheckError, match=r"^t: check .*slow.sh rejected .*a.conf: timed out "
+                                         r"after 0.5s; nothing renamed"):
+        notify.run_check("t", [str(slow)], staged, target, timeout=0.5)
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(CheckError, match="check /nonexistent/check cannot run: No such file"):
+        notify.run_check("t", ["/nonexistent/check"], staged, target)
+    loud = hook_script(tmp_path, "loud.sh", "yes xxxxxxx | head -c 20000000 >&2; exit 1\n")
+    with caplog.at_level(logging.ERROR, logger="rconfd_py"), pytest.raises(CheckError):
+        notify.run_check("t", [str(loud)], staged, target)
+    shown = [r.getMessage() for r in caplog.records if "loud.sh on" in r.getMessage()]
+    assert len(shown) == 1 and shown[0].endswith("...") and len(shown[0]) < 2300
+    assert shown[0].count("xxxxxxx") > 200  # its stderr, cut
+    ok = hook_script(tmp_path, "ok.sh", "exit 0\n")
+    notify.run_check("t", [str(ok)], staged, target)  # no error
