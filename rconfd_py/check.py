@@ -1,8 +1,8 @@
 """`rconfd-py check`: validate a config dir offline, report every problem, touch nothing.
 
 Loading the config already checks the JSON schema, secret-path grammar, ${VAR}s, modes, users
-and hook paths; this adds what needs the filesystem: templates exist and parse, hook and exe
-commands are executable, file secrets exist.
+and hook and check paths; this adds what needs the filesystem: templates exist and parse, hook and exe
+commands (and each template's check) are executable, file secrets exist.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def check(settings: Settings) -> int:
             if not _executable(argv[0]):
                 problems.append(ConfigError(f"{t.source}: {t.name!r}.hooks.{kind}: {argv[0]} "
                                             f"is not an executable file"))
+        if t.check and not _executable(t.check[0]):
+            problems.append(ConfigError(f"{t.source}: {t.name!r}.check: {t.check[0]} is not an "
+                                        f"executable file"))
         for ref in t.refs:
             if ref.backend == "exe" and not _executable(ref.argv[0]):
                 problems.append(ConfigError(f"{t.source}: {t.name!r}.secrets[{ref.text!r}]: "

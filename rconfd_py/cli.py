@@ -3,6 +3,7 @@ hand-over to check, demo or image.
 
     rconfd-py [-d DIR] [-u URL] [-l LOGIN_PATH] [-j JPATH] [-c CACERT] [-T TOKEN]
               [-t TOKEN_PATH] [-v] [-r READY_FD] [-D] [--poll S] [--revoke-on-exit] [--engine E]
+              [--log-format text|json] [--dry-run]
     rconfd-py check [-d DIR] [-j JPATH] [--engine E]
     rconfd-py demo [--keep DIR]
     rconfd-py image base|build|service|context|containerfile ...   (rconfd_py/image/cli.py)
@@ -36,7 +37,8 @@ Every option also reads RCONFD_<LONG_NAME> from the environment (RCONFD_DIR, RCO
 RCONFD_TOKEN_PATH, ...); options win. VAULT_NAMESPACE sends X-Vault-Namespace.
 
 exit codes: 0 ok, 1 internal error, 2 usage or config error, 3 template error,
-            4 Vault or login error, 5 env/file/exe secret error, 6 cannot write a file,
+            4 Vault or login error, 5 env/file/exe secret error, 6 cannot write a file
+            or a "check" rejected it,
             7 image build failed (rconfd-py image)"""
 
 
@@ -60,6 +62,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="jsonnet engine (rjsonnet; 'jsonnet' is the official binding)")
     p.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="debug logging (secret values are never logged)")
+    p.add_argument("--log-format", choices=("text", "json"),
+                   help="log lines on stderr: text (rconfd-py: LEVEL: message) or json (one "
+                        "object per line: time, level, message, template, file, path, role, "
+                        "ttl), masked alike (text)")
 
 
 def main_parser() -> argparse.ArgumentParser:
@@ -84,6 +90,10 @@ def main_parser() -> argparse.ArgumentParser:
                    help="write one newline to this fd once every file is written, then close it")
     p.add_argument("-D", "--daemon", action="store_true", default=None,
                    help="stay in the foreground and keep the files valid as leases expire")
+    p.add_argument("--dry-run", action="store_true", default=None,
+                   help="fetch and render, write nothing, run no hook nor reload, signal no "
+                        "readiness; print each file's path, mode, owner and a unified diff "
+                        "against the file on disk, secrets masked (not with -D)")
     p.add_argument("--poll", metavar="SECONDS", type=float,
                    help="daemon: re-read static secrets (kv, env, file, exe) this often and "
                         "re-render on change (off)")
@@ -140,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.build(flags)
     except RconfdError as e:
-        logs.setup(False)
+        logs.setup(False, flags.get("log_format") or os.environ.get("RCONFD_LOG_FORMAT", ""))
         log.error("%s", e)
         return e.exit_code
-    logs.setup(settings.verbose)
+    logs.setup(settings.verbose, settings.log_format)
 
     def work() -> int:
         if command == "check":

@@ -3,7 +3,8 @@
     { "TEMPLATE.jsonnet": { "dir": "...", "mode": "0640", "user": "name",
                             "secrets": { "backend:args:path": "var" },
                             "hooks": { "ready": "/abs/cmd args", "modified": "/abs/cmd args" },
-                            "reload": ["/run/service/x"], "reload_signal": "hup" } }
+                            "reload": ["/run/service/x"], "reload_signal": "hup",
+                            "check": "/usr/sbin/nginx -t -c {file}" } }
 
 Everything is validated here, once, so later stages never meet a malformed config. Errors name
 the file and the key at fault.
@@ -23,7 +24,8 @@ from .refs import RefError, SecretRef, parse_ref
 from .subst import BadSubstitution, UndefinedVariable, substitute
 
 DEFAULT_MODE = 0o640
-TEMPLATE_KEYS = {"dir", "mode", "user", "secrets", "hooks", "reload", "reload_signal"}
+TEMPLATE_KEYS = {"dir", "mode", "user", "secrets", "hooks", "reload", "reload_signal", "check"}
+CHECK_PLACEHOLDER = "{file}"  # in a check's arguments: the staged (temporary) file's path
 HOOK_KINDS = ("ready", "modified")
 # s6-svc command letters by name (the s6 control fifo protocol).
 RELOAD_SIGNALS = {"hup": "h", "usr1": "1", "usr2": "2", "term": "t", "restart": "r", "int": "i",
@@ -41,6 +43,7 @@ class TemplateConf:
     """One template and what to do with its output (compared and hashed by identity)."""
 
     __slots__ = (
+        "check",
         "dir",
         "hooks",
         "mode",
@@ -57,7 +60,7 @@ class TemplateConf:
     def __init__(self, *, name: str, source: Path, template: Path, dir: Path, mode: int,
                  user: str | None, secrets: tuple[tuple[SecretRef, str], ...],
                  hooks: Mapping[str, tuple[str, ...]], reload: tuple[str, ...],
-                 reload_signal: str):
+                 reload_signal: str, check: tuple[str, ...] | None = None):
         self.name = name  # the key as written in the config file
         self.source = source  # the config file that declared it
         self.template = template  # absolute path of the jsonnet file
@@ -69,6 +72,7 @@ class TemplateConf:
         self.hooks = hooks  # kind -> argv
         self.reload = reload  # s6 service dirs to signal when files change
         self.reload_signal = reload_signal
+        self.check = check  # argv run on each staged file before the batch is renamed
 
     @property
     def label(self) -> str:
@@ -279,9 +283,13 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
         raise fail("reload_signal", f"unknown signal {signal!r} "
                    f"(allowed: {', '.join(RELOAD_SIGNALS)})")
 
+    check_raw = body.get("check")
+    check = (None if check_raw is None or check_raw == "" else
+             _command(check_raw, lambda msg: fail("check", msg)))
+
     return TemplateConf(
         name=name, source=path, template=template, dir=out, mode=mode, user=user,
-        secrets=tuple(secrets), hooks=hooks, reload=reload, reload_signal=signal,
+        secrets=tuple(secrets), hooks=hooks, reload=reload, reload_signal=signal, check=check,
     )
 
 

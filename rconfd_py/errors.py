@@ -59,6 +59,11 @@ class OutputError(RconfdError):
     exit_code = EXIT_IO
 
 
+class CheckError(OutputError):
+    """A template's `check` command rejected a staged file (exit 6 like any write failure; the
+    daemon retries it slowly, like a template error: the same content fails the same way)."""
+
+
 class BuildError(RconfdError):
     """`rconfd-py image`: pip wheel or the container engine failed; `detail` holds its output."""
 

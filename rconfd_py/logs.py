@@ -128,6 +128,20 @@ class Redactor:
         long, short, _ = self._current()
         return _mask(text, long, short)
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where `redact` would mask something in `text`: (start, end) pairs, sorted, possibly
+        overlapping (a dry run's diff masks an older value facing them)."""
+        long, short, _ = self._current()
+        found = []
+        for v in long:
+            i = text.find(v)
+            while i >= 0:
+                found.append((i, i + len(v)))
+                i = text.find(v, i + 1)
+        if short is not None:
+            found += [(m.start(), m.end(1)) for m in short.finditer(text)]
+        return sorted(found)
+
     def redact_long(self, text: str) -> str:
         """`text` with the registered strings of MIN_LEN+ characters masked wherever they are."""
         return _mask(text, self._current()[0], None)
@@ -374,6 +388,61 @@ class RedactingFormatter(logging.Formatter):
         return line
 
 
+# the structured fields a call site may pass with `extra=`, in the order a JSON line shows them
+FIELDS = ("template", "file", "path", "role", "ttl")
+
+
+def _masked(text: str) -> str:
+    """A field value or traceback fit for a JSON line: masked as quoted data (short values as
+    whole words too), escaped, masked again (what escaping completed)."""
+    text = redactor.redact(text)
+    escaped = escape(text)
+    return text if escaped is text else redactor.redact_escaped(escaped)
+
+
+class JsonFormatter(RedactingFormatter):
+    """`--log-format json`: one JSON object per line: time (UTC, ISO 8601), level, message
+    (masked and escaped exactly as the text format's), the structured fields a call site gave
+    (`extra=`, FIELDS: each masked as quoted data, escaped), `exc` (a traceback at -v, masked,
+    its lines escaped into one string). The encoded line is checked once more: should the JSON
+    encoding of the masked text complete a secret (one holding a quote or backslash), the
+    record shrinks to its time, level and a masked message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        import time
+
+        # the traceback: a field of its own, not lines after the message
+        exc_info, exc_text, stack = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            message = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = exc_info, exc_text, stack
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        out: dict[str, object] = {"time": f"{ts}.{int(record.msecs):03d}Z",
+                                  "level": record.levelname, "message": message}
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                value = _masked(str(value))
+            out[name] = value
+        extra = [t for t in (exc_info and self.formatException(exc_info),
+                             stack and self.formatStack(stack)) if t]
+        if extra:
+            out["exc"] = _masked("\n".join(extra))
+        for key, value in out.items():  # what JSON's own escaping of the text may complete
+            text = json.dumps(value)
+            if redactor.redact_long(text) != text:
+                out[key] = MASK
+        return json.dumps(out, ensure_ascii=True)
+
+
 class EngineOutput:
     """Around a jsonnet evaluation: what the engine writes to stderr itself (`std.trace`'s
     `TRACE: t.jsonnet:1 value`) goes to a memory file, then is logged as info records, masked
@@ -418,9 +487,10 @@ class _Handler(logging.StreamHandler):
             pass
 
 
-def setup(verbose: bool) -> None:
+def setup(verbose: bool, fmt: str = "text") -> None:
+    """`fmt`: "text" (FORMAT) or "json" (JsonFormatter)."""
     handler = _Handler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else RedactingFormatter(FORMAT))
     # the format uses none of the caller's file/line, thread or process: not collecting them
     # spares a stack walk and three lookups per log line
     logging._srcfile = None

@@ -59,6 +59,75 @@ def run_hook(kind: str, label: str, argv: Sequence[str], timeout: float = HOOK_T
     return True
 
 
+CHECK_TIMEOUT = 60.0
+CHECK_STDERR = 64 * 1024  # bytes of a check's stderr kept (masked whole, then cut)
+CHECK_SHOWN = 2000  # characters of it logged
+
+
+def run_check(label: str, argv: Sequence[str], staged: str, target: str,
+              timeout: float = CHECK_TIMEOUT) -> None:
+    """Run a template's `check` on one staged file, like a hook (no shell, stdin /dev/null,
+    stdout discarded, a timeout, as rconfd-py's user: root), with `{file}` in its arguments
+    replaced by the staged file's path, and RCONFD_CHECK_FILE (that path) and
+    RCONFD_CHECK_TARGET (the final path) in its environment. A non-zero exit, a timeout or a
+    command that cannot run raise CheckError naming the template and the command; the
+    command's stderr (its first 64 KiB, masked whole, cut to 2000 characters) is logged."""
+    import subprocess
+    import threading
+
+    from .config import CHECK_PLACEHOLDER
+    from .errors import CheckError
+    from .logs import redactor
+
+    args = [a.replace(CHECK_PLACEHOLDER, staged) for a in argv]
+    env = {**os.environ, "RCONFD_CHECK_FILE": staged, "RCONFD_CHECK_TARGET": target}
+    log.debug("%s: running check %s on %s", label, argv[0], target,
+              extra={"template": label, "file": target})
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, env=env, close_fds=True,
+                                start_new_session=True)  # its own group: killed whole
+    except OSError as e:
+        raise CheckError(f"{label}: check {argv[0]} cannot run: {e.strerror}") from None
+    kept = bytearray()
+
+    def drain() -> None:  # keep the start, read (and drop) the rest: the pipe never fills
+        assert proc.stderr is not None
+        fd = proc.stderr.fileno()
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                if len(kept) < CHECK_STDERR:
+                    kept.extend(chunk[:CHECK_STDERR - len(kept)])
+        finally:  # closed here, at EOF: a process the check left behind may hold the pipe
+            proc.stderr.close()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        rc = proc.wait(timeout)
+        why = f"exited with status {rc}" if rc else ""
+    except subprocess.TimeoutExpired:
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the check and what it started
+        except OSError:
+            proc.kill()
+        proc.wait()
+        why = f"timed out after {timeout:g}s"
+    reader.join(5)  # (a process it left running keeps its stderr: not waited for longer)
+    if not why:
+        return
+    text = redactor.redact(kept.decode("utf-8", "replace")).strip()
+    if text:
+        if len(text) > CHECK_SHOWN:
+            text = text[:CHECK_SHOWN] + "..."
+        log.error("%s: check %s on %s: %s", label, argv[0], target, text,
+                  extra={"template": label, "file": target})
+    raise CheckError(f"{label}: check {argv[0]} rejected {target}: {why}; nothing renamed, "
+                     f"the previous files are kept")
+
+
 def s6_control(service_dir: str, command: str) -> bool:
     """Send an s6-svc command letter (h: SIGHUP, t: SIGTERM, r: restart, ...) to a supervised
     service by writing it to `<dir>/supervise/control`, exactly as `s6-svc` does.

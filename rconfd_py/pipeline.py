@@ -16,7 +16,7 @@ from pathlib import Path
 from . import notify
 from .backends import Sources, fetch
 from .config import RELOAD_SIGNALS, Config, TemplateConf, load_config
-from .errors import RconfdError, TemplateError
+from .errors import OutputError, RconfdError, TemplateError
 from .ledger import Ledger
 from .logs import redactor
 from .output import Writer, WriteResult, output_path, resolve_owner
@@ -108,7 +108,9 @@ class Pipeline:
             else:
                 redactor.add(ref, outcome.value)
                 results[ref] = outcome
-                log.debug("fetched %s%s", ref, _lease_text(outcome))
+                log.debug("fetched %s%s", ref, _lease_text(outcome), extra={
+                    "path": str(ref), "role": ref.role or None,
+                    "ttl": outcome.lease.duration if outcome.lease is not None else None})
         return results, errors
 
     def valid(self, ref: SecretRef) -> bool:
@@ -140,10 +142,30 @@ class Pipeline:
         return self._owners[t]
 
     def write(self, t: TemplateConf, files: dict[Path, bytes]) -> WriteResult:
-        """Write one template's files (all staged before any is renamed)."""
-        result = self.writer.write(files, t.mode, self.owner(t))
+        """Write one template's files (all staged, and checked, before any is renamed)."""
+        batch = self.writer.batch()
+        result = self.writer.stage(batch, files, t.mode, self.owner(t))
+        self._check(t, batch, result)
+        self.writer.commit(batch)
         self._log_written(t, result)
         return result
+
+    def _check(self, t: TemplateConf, batch, result: WriteResult) -> None:
+        """Run the template's `check` on each of its staged files, then make sure the check
+        left them as staged; on any failure the whole batch is aborted (nothing renamed)."""
+        if not t.check:
+            return
+        try:
+            for path, tmp in self.writer.staged(batch, result):
+                notify.run_check(t.label, t.check, tmp, str(path))
+            self.writer.verify(batch, result, t.mode, self.owner(t), t.label)
+        except OSError as e:
+            self.writer.abort(batch)
+            raise OutputError(f"{t.label}: staged files after the check: {e.strerror}"
+                              ) from None
+        except BaseException:
+            self.writer.abort(batch)
+            raise
 
     def write_all(self, rendered: list[tuple[TemplateConf, dict[Path, bytes]]]
                   ) -> list[WriteResult]:
@@ -158,6 +180,8 @@ class Pipeline:
         batch = self.writer.batch()
         results = [self.writer.stage(batch, files, t.mode, self.owner(t))
                    for t, files in rendered]
+        for (t, _), result in zip(rendered, results):
+            self._check(t, batch, result)
         self.writer.commit(batch)
         for (t, _), result in zip(rendered, results):
             self._log_written(t, result)
@@ -166,7 +190,7 @@ class Pipeline:
     @staticmethod
     def _log_written(t: TemplateConf, result: WriteResult) -> None:
         for path in result.changed:
-            log.info("%s: wrote %s", t.label, path)
+            log.info("%s: wrote %s", t.label, path, extra={"template": t.label, "file": path})
 
     def announce(self, t: TemplateConf, result: WriteResult, first: bool) -> None:
         """After a write that changed files: `modified` hook and s6 reload signals.
@@ -205,6 +229,12 @@ class Pipeline:
             for e in errors[1:]:
                 log.error("%s", e)
             raise errors[0]
+        if self.settings.dry_run:  # shown, not written: no readiness, no hook, no reload
+            from .dryrun import show
+
+            show(rendered)
+            log.info("dry run: rendered %d template(s), nothing written", len(rendered))
+            return
         results = [(t, r) for (t, _), r in zip(rendered, self.write_all(rendered))]
         if not config.templates:
             log.warning("no template in %s: nothing to render", config.dir)

@@ -18,6 +18,7 @@ K8S_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 MAX_SECONDS = 365 * 86400
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
+LOG_FORMATS = ("text", "json")  # --log-format
 
 
 DEFAULTS = {
@@ -29,6 +30,8 @@ DEFAULTS = {
     "token": None,  # -T: env var name or the JWT itself
     "token_path": f"{K8S_DIR}/token",
     "verbose": False,
+    "log_format": "text",  # text | json
+    "dry_run": False,  # fetch and render, print what would change, write nothing
     "ready_fd": None,
     "daemon": False,
     "engine": "rjsonnet",
@@ -70,6 +73,10 @@ class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
         if isinstance(values.get("jpath"), str):
             values["jpath"] = split_jpath(values["jpath"])  # type: ignore[arg-type]
         settings = cls(**values)  # type: ignore[arg-type]
+        if settings.log_format not in LOG_FORMATS:
+            raise ConfigError(f"--log-format {settings.log_format!r}: expected text or json")
+        if settings.dry_run and settings.daemon:
+            raise ConfigError("--dry-run cannot be used with -D")
         for name, value in (("--poll", settings.poll), ("--timeout", settings.timeout)):
             if value is not None and not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
                 raise ConfigError(f"{name} must be positive (seconds, at most a year), "

@@ -254,7 +254,8 @@ class Daemon:
                      new.ttl)
             self._relogin(role)
         else:
-            log.debug("role %s: token renewed for %.0fs", role, new.ttl)
+            log.debug("role %s: token renewed for %.0fs", role, new.ttl,
+                      extra={"role": role, "ttl": new.ttl})
             self._plan_token(entry, plan)
 
     def _relogin(self, role: str) -> None:
@@ -336,7 +337,7 @@ class Daemon:
             log.info("%s: lease reaches its max TTL in %.0fs: new secret in %.0fs", ref,
                      granted, plan.at - now)
         else:
-            log.debug("%s: lease renewed for %.0fs", ref, granted)
+            log.debug("%s: lease renewed for %.0fs", ref, granted, extra=_fields(ref, granted))
         self._plan_secret(entry, plan)
 
     def _refetch(self, ref: SecretRef, forced: bool = False) -> None:
@@ -370,9 +371,9 @@ class Daemon:
         self._plan_secret(entry, policy.secret_plan(entry, now, self.rng))
         if changed:
             if forced:
-                log.info("%s: new secret (re-issued)", ref)
+                log.info("%s: new secret (re-issued)", ref, extra=_fields(ref))
             else:  # a planned rotation: at info, its "wrote" line says what changed
-                log.debug("%s: new secret", ref)
+                log.debug("%s: new secret", ref, extra=_fields(ref))
             self.rerender.mark(ref)
 
     def _poll(self, _=None) -> None:
@@ -389,7 +390,7 @@ class Daemon:
             self._succeeded()
         for ref, secret in fetched.items():
             if self.ledger.value(ref) != secret.value:
-                log.info("%s: changed at its source", ref)
+                log.info("%s: changed at its source", ref, extra=_fields(ref))
                 self.ledger.remember(secret, now)
                 self.rerender.mark(ref)
 
@@ -429,3 +430,11 @@ class Daemon:
                              else ()) for t in config.templates}
         self.rerender.dirty.update(config.templates)
         self.rerender.flush()
+
+
+def _fields(ref, ttl: float | None = None) -> dict:
+    """The structured fields of a log line about `ref` (--log-format json)."""
+    fields = {"path": str(ref), "role": ref.role or None}
+    if ttl is not None:
+        fields["ttl"] = ttl
+    return fields

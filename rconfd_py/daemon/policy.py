@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import OutputError, RconfdError, VaultError
+from ..errors import CheckError, OutputError, RconfdError, VaultError
 from ..ledger import Plan, SecretEntry, TokenEntry
 from ..vault import leases
 
@@ -64,7 +64,10 @@ class Act:
 
 def transient(e: BaseException) -> bool:
     """Retrying soon may help: Vault did not answer, or answered 5xx/429; a write failed (a full
-    disk, EACCES: they may heal any second)."""
+    disk, EACCES: they may heal any second). Not a rejected check: the same content fails the
+    same way; it is retried slowly, like a template error."""
+    if isinstance(e, CheckError):
+        return False
     return isinstance(e, OutputError) or (isinstance(e, VaultError) and e.transient)
 
 

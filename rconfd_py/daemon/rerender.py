@@ -95,7 +95,8 @@ class Rerender:
         entry.next = plan = policy.render_failed(n, e, now, entry.expires_at, self.rng)
         self.timers.set(Timer(Kind.RENDER, t), plan.at)
         if not repeated:  # once per distinct error, not at every retry
-            log.error("%s (previous files kept); retrying in %.1fs", text, plan.at - now)
+            log.error("%s (previous files kept); retrying in %.1fs", text, plan.at - now,
+                      extra={"template": t.label})
             if not isinstance(e, RconfdError):
                 log.debug("traceback", exc_info=e)
         else:

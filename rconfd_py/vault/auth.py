@@ -123,7 +123,7 @@ class TokenStore:
     def relogin(self, role: str) -> Token:
         tok = login(self.client, self.login_path, role, self._jwt(), self.clock())
         log.info("logged in as role %s (token ttl %ss, accessor %s)", role, int(tok.ttl),
-                 tok.accessor)
+                 tok.accessor, extra={"role": role, "ttl": int(tok.ttl)})
         self.ledger.put_token(tok)
         return tok
 
