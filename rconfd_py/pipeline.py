@@ -142,7 +142,7 @@ class Pipeline:
     def write(self, t: TemplateConf, files: dict[Path, bytes]) -> WriteResult:
         """Write one template's files (all staged before any is renamed)."""
         result = self.writer.write(files, t.mode, self.owner(t))
-        self._log_written(t, result)
+        self._log_written(t, result, files)
         return result
 
     def write_all(self, rendered: list[tuple[TemplateConf, dict[Path, bytes]]]
@@ -159,14 +159,14 @@ class Pipeline:
         results = [self.writer.stage(batch, files, t.mode, self.owner(t))
                    for t, files in rendered]
         self.writer.commit(batch)
-        for (t, _), result in zip(rendered, results):
-            self._log_written(t, result)
+        for (t, files), result in zip(rendered, results):
+            self._log_written(t, result, files)
         return results
 
-    @staticmethod
-    def _log_written(t: TemplateConf, result: WriteResult) -> None:
+    def _log_written(self, t: TemplateConf, result: WriteResult, files=()) -> None:
         for path in result.changed:
             log.info("%s: wrote %s", t.label, path)
+        self.ledger.rendered(t, tuple(str(p) for p in files), self.clock())
 
     def announce(self, t: TemplateConf, result: WriteResult, first: bool) -> None:
         """After a write that changed files: `modified` hook and s6 reload signals.
@@ -175,10 +175,15 @@ class Pipeline:
         rconfd-py must still tell running services that their config changed)."""
         if not (result.replaced if first else result.changed):
             return
+        outcome = []
         if "modified" in t.hooks:
-            notify.run_hook("modified", t.label, t.hooks["modified"])
+            ok = notify.run_hook("modified", t.label, t.hooks["modified"])
+            outcome.append(f"modified hook {'ok' if ok else 'failed'}")
         for service in t.reload:
-            notify.s6_control(service, RELOAD_SIGNALS[t.reload_signal])
+            ok = notify.s6_control(service, RELOAD_SIGNALS[t.reload_signal])
+            outcome.append(f"reload {service} {'ok' if ok else 'failed'}")
+        if outcome and (entry := self.ledger.templates.get(t)) is not None:
+            entry.hook = ", ".join(outcome)
 
     def close(self) -> None:
         if self._client is not None:
@@ -209,6 +214,7 @@ class Pipeline:
         if not config.templates:
             log.warning("no template in %s: nothing to render", config.dir)
         self.readiness.signal()
+        self.ledger.ready_at = self.clock()
         for t, result in results:
             self.announce(t, result, first=True)
         for t in config.templates:
