@@ -12,6 +12,7 @@ credential expires even while the loop is blocked on a frozen Vault.
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 from wsgiref.simple_server import WSGIRequestHandler
@@ -64,9 +65,14 @@ class Exporter:
             raise ConfigError(f"--metrics-addr {addr}: {e.strerror}") from None
         self.server.set_app(self._app)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="metrics", daemon=True)
         self.thread.start()
+
+    def _serve(self) -> None:
+        # the daemon's signals go to the loop's thread, whose select() and Vault requests they
+        # interrupt; the request threads inherit this mask
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+        self.server.serve_forever()
 
     def publish(self, doc: dict) -> None:
         self.snapshot = doc  # one reference assignment: the server sees the old or the new
@@ -92,7 +98,7 @@ class Exporter:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - no access log on stderr
+    def log_message(self, format, *args):  # no access log on stderr
         pass
 
 

@@ -262,8 +262,8 @@ def _left(t: float | None, now: float) -> str:
 
 
 def render_text(doc: dict, now: float) -> str:
-    lines = [f"rconfd-py daemon pid {doc['pid']}, up {now - doc['started_at']:.0f}s, "
-             f"{'ready since ' + _when(doc['ready_at'], now) if doc['ready'] else 'NOT READY'}"]
+    ready = "ready since " + _when(doc["ready_at"], now) if doc["ready"] else "NOT READY"
+    lines = [f"rconfd-py daemon pid {doc['pid']}, up {now - doc['started_at']:.0f}s, {ready}"]
     if doc.get("outage_since") is not None:
         lines.append(f"Vault unavailable since {_when(doc['outage_since'], now)}")
     for title, entries in (("tokens", doc["tokens"]), ("secrets", doc["secrets"])):

@@ -489,7 +489,14 @@ class Daemon:
             self.timers.cancel(Timer(Kind.RENDER, t))
         # the files on disk are still those of the previous templates (same file, same key)
         self.ledger.templates = {
-            t: TemplateEntry(prev.sources if (prev := previous.get((t.source, t.name)))
-                             else ()) for t in config.templates}
+            t: _carried(previous.get((t.source, t.name))) for t in config.templates}
         self.rerender.dirty.update(config.templates)
         self.rerender.flush()
+
+
+def _carried(prev: TemplateEntry | None) -> TemplateEntry:
+    """A reloaded template's entry: its files on disk are still those of the previous one."""
+    entry = TemplateEntry(prev.sources if prev is not None else ())
+    if prev is not None:
+        entry.rendered_at, entry.files, entry.hook = prev.rendered_at, prev.files, prev.hook
+    return entry

@@ -48,7 +48,7 @@ def test_status_and_healthz_through_a_vault_outage(tmp_path, vault_env, pg, stac
     try:
         port = metrics_port(d)
         d.wait_for(lambda: status(path)[0] == 0, 20, "a healthy status")
-        rc, out, doc = status(path)
+        _, out, doc = status(path)
         seen += [out, json.dumps(doc)]
         creds = [json.loads((tmp_path / "out" / "db.json").read_text())]
         line = db_line(out)
