@@ -132,6 +132,7 @@ class Ledger:
         self.secrets: dict[SecretRef, SecretEntry] = {}
         self.templates: dict[object, TemplateEntry] = {}  # TemplateConf -> its files' state
         self.ready_at: float | None = None  # when the first pass completed (readiness)
+        self.first = _Entry()  # the first pass, while it fails and is retried
         self.counts: dict[tuple[str, str], int] = {}  # ("renewal", "ok") -> n
         self.latency: dict[str, list] = {}  # operation -> [count per bucket..., +Inf, sum]
 

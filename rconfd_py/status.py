@@ -65,16 +65,18 @@ def _start_time(pid: int) -> str:
         return ""
 
 
-def build(ledger: Ledger, pid: int, started_at: float, outage_since: float | None) -> dict:
+def build(ledger: Ledger, pid: int, started_at: float, outage_since: float | None,
+          pid_start: str | None = None) -> dict:
     """The status document of `ledger`; no secret value, no token, no lease id."""
     return {
         "format": FORMAT,
         "pid": pid,
-        "pid_start": _start_time(pid),
+        "pid_start": _start_time(pid) if pid_start is None else pid_start,
         "started_at": started_at,
         "ready": ledger.ready_at is not None,
         "ready_at": ledger.ready_at,
         "outage_since": outage_since,
+        "first_pass": {"next": _plan(ledger.first), **_health(ledger.first)},
         "tokens": [{"path": f"token:{e.role}", "role": e.role, "kind": "token",
                     "expires_at": e.expires_at, "next": _plan(e), **_health(e)}
                    for e in ledger.tokens.values()],
@@ -97,7 +99,8 @@ def expired(doc: dict, now: float) -> list[dict]:
 
 
 def failing(doc: dict) -> list[dict]:
-    return [e for e in (*doc["tokens"], *doc["secrets"], *doc["templates"]) if e["error"]]
+    return [e for e in (doc["first_pass"], *doc["tokens"], *doc["secrets"], *doc["templates"])
+            if e["error"]]
 
 
 def healthy(doc: dict, now: float) -> bool:
@@ -119,9 +122,11 @@ class Reporter:
         self.outage = outage
         self.publish = publish
         self.pid = os.getpid()
+        self.pid_start = _start_time(self.pid)
         self.started_at = clock()
         self._last: dict | None = None  # the last document built
-        self._written: bytes | None = None  # the last one written
+        self._dirty = False  # it differs from the file
+        self._written = False  # the file exists (removed when the daemon stops)
         self._written_at = -MIN_INTERVAL
         self._error = ""
 
@@ -129,35 +134,31 @@ class Reporter:
         """Publish the document if it changed; write the file if it differs from the last one
         written and MIN_INTERVAL has passed. Return when to call again (a write held back), or
         None."""
-        doc = build(self.ledger, self.pid, self.started_at, self.outage())
+        doc = build(self.ledger, self.pid, self.started_at, self.outage(), self.pid_start)
         if doc != self._last:
-            self._last = doc
+            self._last, self._dirty = doc, True
             if self.publish is not None:
                 self.publish(doc)
-        if self.path is None:
-            return None
-        data = json.dumps(doc, separators=(",", ":")).encode()
-        if data == self._written:
+        if self.path is None or not self._dirty:
             return None
         now = self.clock()
         if now < self._written_at + MIN_INTERVAL:
             return self._written_at + MIN_INTERVAL
-        self._written_at = now
+        self._written_at, self._dirty = now, False  # a failed write is tried at the next change
         try:
-            write_atomic(self.path, data)
+            write_atomic(self.path, json.dumps(doc, separators=(",", ":")).encode())
         except (OSError, fs.UnsafePath) as e:
             text = f"cannot write the status file {self.path}: {e}"
             if text != self._error:  # once per distinct error
                 log.warning("%s", text)
             self._error = text
             return None
-        self._written, self._error = data, ""
+        self._written, self._error = True, ""
         return None
-
 
     def remove(self) -> None:
         """The daemon stops: its status goes with it (if it is still the one it wrote)."""
-        if self.path is None or self._written is None:
+        if self.path is None or not self._written:
             return
         directory, _, name = self.path.rpartition("/")
         try:
@@ -266,6 +267,12 @@ def render_text(doc: dict, now: float) -> str:
     lines = [f"rconfd-py daemon pid {doc['pid']}, up {now - doc['started_at']:.0f}s, {ready}"]
     if doc.get("outage_since") is not None:
         lines.append(f"Vault unavailable since {_when(doc['outage_since'], now)}")
+    first = doc["first_pass"]
+    if first["error"]:
+        nxt = first["next"]
+        lines.append(f"first render FAILING since {_when(first['error_since'], now)} "
+                     f"({first['failures']} attempt(s)), next attempt "
+                     f"{_when(nxt['at'], now) if nxt else '-'}: {first['error']}")
     for title, entries in (("tokens", doc["tokens"]), ("secrets", doc["secrets"])):
         lines.append(f"{title}:")
         for e in entries:

@@ -71,7 +71,13 @@ def test_status_metrics_and_healthz_of_a_running_daemon(tmp_path):
     prometheus()
     state = tmp_path / "run" / "rconfd-py"  # made by the daemon
     path = state / "status.json"
-    d = DaemonProc("-d", local_config(tmp_path), "--poll", "100", "--metrics-addr", "0",
+    cfg = local_config(tmp_path)
+    conf = json.loads((cfg / "c.json").read_text())
+    conf["t.jsonnet"]["hooks"] = {"modified": "/bin/true"}
+    (cfg / "c.json").write_text(json.dumps(conf))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.txt").write_text("old\n")  # replaced: the modified hook runs
+    d = DaemonProc("-d", cfg, "--poll", "100", "--metrics-addr", "0",
                    env={"PW": SECRET, "RCONFD_STATUS_FILE": str(path)}, log=tmp_path / "log")
     try:
         port = metrics_port(d)
@@ -82,6 +88,7 @@ def test_status_metrics_and_healthz_of_a_running_daemon(tmp_path):
         assert r.rc == 0, r.out + r.err
         assert "c.json:t.jsonnet" in r.out and str(tmp_path / "out" / "a.txt") in r.out
         assert "env:str:PW" in r.out and "kind=static" in r.out and "healthy" in r.out
+        assert "last hook: modified hook ok" in r.out
         r = rconfd("status", "--json", env={"RCONFD_STATUS_FILE": str(path)})
         doc = json.loads(r.out)
         assert r.rc == 0 and doc["healthy"] and doc["ready"] and doc["pid"] == d.proc.pid
@@ -107,23 +114,29 @@ def test_status_metrics_and_healthz_of_a_running_daemon(tmp_path):
 
 
 def test_a_failing_template_exits_1_and_says_why(tmp_path):
-    """A daemon retrying its first render: not ready, failing; /healthz 503; the secret, which
-    appears in the error's context, is masked."""
+    """A daemon retrying its first render: not ready, failing with the error; /healthz 503;
+    the secret, which the template's error quotes, is masked."""
     cfg = local_config(tmp_path)
-    (tmp_path / "out").write_text("a file where the output dir should be")
+    (cfg / "t.jsonnet").write_text("{ 'a.txt': error 'bad value ' + std.extVar('secrets').pw }")
     path = tmp_path / "status.json"
-    d = DaemonProc("-d", cfg, "--poll", "100", "--metrics-addr", "127.0.0.1:0",
+    d = DaemonProc("-d", cfg, "--poll", "100", "--metrics-addr", "127.0.0.1:0", "-v",
                    "--status-file", path, env={"PW": SECRET}, log=tmp_path / "log")
     try:
         port = metrics_port(d)
         d.wait_for(lambda: path.exists(), 15, "the status file")
+        d.wait_for(lambda: "bad value" in path.read_text(), 15, "the failure")
         r = rconfd("status", "--status-file", path)
         assert r.rc == 1, r.out + r.err
         assert "NOT READY" in r.out and "UNHEALTHY" in r.out
+        assert "first render FAILING since" in r.out and "bad value" in r.out
         code, body = get(f"http://127.0.0.1:{port}/healthz")
         assert code == 503 and body == "not ready\n"
         assert scrape(port)["rconfd_ready"] == [({}, 0.0)]
-        assert SECRET not in path.read_text()
+        assert SECRET not in path.read_text() and SECRET not in r.out
+        time.sleep(max(0.0, d.started + 5.5 - time.time()))
+        # retries at +2 s and +6 s (doubling): the held-back status writes (at most one a
+        # second) wake the loop without retrying the first pass early
+        assert d.text().count("first render failed") <= 3, d.text()
     finally:
         assert d.stop() == 0
 

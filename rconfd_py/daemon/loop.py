@@ -152,7 +152,7 @@ class Daemon:
         """pipeline.first_pass, retried until it succeeds: a daemon that exited on a transient
         failure would be restarted by s6 every second and mint credentials each time. Config
         errors still exit (exit code 2). Return False when stopped by a signal."""
-        attempt, last = 0, ""
+        last = ""
         while not self.signals.stopping:
             if self.signals.take_reload():
                 try:
@@ -162,13 +162,16 @@ class Daemon:
             try:
                 self.pipeline.first_pass(network=lambda: self.signals)
                 self._succeeded()
+                self.ledger.first.succeeded()
+                self.ledger.first.next = None
                 self.timers.cancel(FIRST)
                 return True
             except ConfigError:
                 raise
             except RconfdError as e:
-                attempt += 1
+                attempt = self.ledger.first.failed(str(e), self.clock())
                 when = policy.retry_at(attempt, self.clock(), e, None, self.rng)
+                self.ledger.first.next = Plan("first render", when)
                 if isinstance(e, VaultError) and e.transient:
                     self._failed("first render", e)  # one line when the outage starts
                 elif str(e) != last:  # once per distinct error, not at every retry
@@ -179,9 +182,20 @@ class Daemon:
                     "now)", attempt, when - self.clock())
                 self.timers.set(FIRST, when)
             self._report()
-            self._sleep()
-            self.timers.pop_due(self.clock())
+            self._wait_first()
         return False
+
+    def _wait_first(self) -> None:
+        """Sleep until the first pass's retry is due or a signal arrives; a status write held
+        back (STATUS) is done on the way, without retrying early."""
+        while True:
+            self._sleep()
+            due = self.timers.pop_due(self.clock())
+            if STATUS in due:
+                self._report()
+            if FIRST in due or FIRST not in self.timers or self.signals.stopping \
+                    or self.signals.reload_requested:
+                return
 
     def _dispatch(self, key: Timer) -> None:
         if self._guard(key.subject, self._handlers[key.kind]) and key.kind in (
