@@ -133,11 +133,15 @@ class Daemon:
             self.reporter = None
 
     def _report(self, _=None) -> None:
-        """After each wake-up: publish what changed (cheap when nothing did)."""
+        """After each wake-up: publish what changed (cheap when nothing did). A bug here is
+        logged; it never stops the daemon."""
         if self.reporter is not None:
-            again = self.reporter.update()
-            if again is not None and STATUS not in self.timers:
-                self.timers.set(STATUS, again)
+            self._guard(None, self._publish)
+
+    def _publish(self, _=None) -> None:
+        again = self.reporter.update()
+        if again is not None and STATUS not in self.timers:
+            self.timers.set(STATUS, again)
 
     def _idle_exec(self, command: str) -> None:
         """Become `command` (s6-pause): the service stays up and ready without rconfd-py's
