@@ -5,6 +5,7 @@ hand-over to check, demo or image.
               [-t TOKEN_PATH] [-v] [-r READY_FD] [-D] [--poll S] [--revoke-on-exit] [--engine E]
               [--log-format text|json] [--dry-run]
     rconfd-py check [-d DIR] [-j JPATH] [--engine E]
+    rconfd-py status [--json] [--status-file PATH]
     rconfd-py demo [--keep DIR]
     rconfd-py image base|build|service|context|containerfile ...   (rconfd_py/image/cli.py)
 """
@@ -29,6 +30,8 @@ Compatible with rconfd's command line and config format."""
 EPILOG = """\
 subcommands:
   rconfd-py check [-d DIR] [-j JPATH]   validate the config dir offline (no network)
+  rconfd-py status [--json]             what the running daemon holds, plans and fails at
+                                        (exit 0 healthy, 1 failing or expired, 2 no daemon)
   rconfd-py demo                        render the examples against a throwaway OpenBao
   rconfd-py image base|build|service    build the image chain: base layer, s6 layer,
                                         service images (rconfd-py image -h)
@@ -106,7 +109,26 @@ def main_parser() -> argparse.ArgumentParser:
                    help="daemon with nothing leased: replace rconfd-py with CMD (e.g. s6-pause) "
                         "instead of exiting 0, so the supervised process stays the one s6 "
                         "signals")
+    p.add_argument("--status-file", metavar="PATH",
+                   help="daemon: keep this status file (0644, no secret value) for "
+                        "`rconfd-py status`; 'none' turns it off (/run/rconfd-py/status.json)")
+    p.add_argument("--metrics-addr", metavar="HOST:PORT",
+                   help="daemon: serve /metrics (Prometheus) and /healthz there; a bare PORT "
+                        "is 127.0.0.1 (off; needs the 'metrics' extra)")
     p.add_argument("--version", action="version", version=f"rconfd-py {__version__}")
+    return p
+
+
+def status_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rconfd-py status", formatter_class=_formatter,
+        description="Show what the running daemon holds and plans, from its status file: "
+                    "tokens and secrets (kind, expiry, time left, next action, last error), "
+                    "templates (last render, files, last hook), readiness. Exit 0 healthy, "
+                    "1 something failing or expired (or not ready yet), 2 no running daemon.")
+    p.add_argument("--json", action="store_true", help="print the status document as JSON")
+    p.add_argument("--status-file", metavar="PATH",
+                   help="the daemon's status file (/run/rconfd-py/status.json)")
     return p
 
 
@@ -139,10 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         from .image.cli import main as image_main
 
         return image_main(argv[1:])
-    command = argv[0] if argv and argv[0] in ("check", "demo") else None
-    parser = {"check": check_parser, "demo": demo_parser}.get(command, main_parser)()
+    command = argv[0] if argv and argv[0] in ("check", "demo", "status") else None
+    parser = {"check": check_parser, "demo": demo_parser, "status": status_parser}.get(
+        command, main_parser)()
     args = parser.parse_args(argv[1:] if command else argv)
-    flags = {k: v for k, v in vars(args).items() if k not in ("templates", "out")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("templates", "out", "json")}
 
     from . import logs
     from .settings import Settings
@@ -156,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(settings.verbose, settings.log_format)
 
     def work() -> int:
+        if command == "status":
+            from .status import main as status_main
+
+            return status_main(settings.status_file, args.json)
         if command == "check":
             from .check import check
 

@@ -9,7 +9,10 @@ no clock: times are given to it.
     secrets:   ref -> SecretEntry      (value, lease, expiry, renew-or-refetch, mints, failures,
                                         next, error)
     templates: template -> TemplateEntry (the secret entries its files on disk hold, failures,
-                                        next, error)
+                                        next, error, last render, files, last hook)
+    ready_at, counts, latency: readiness, outcomes counted by (what, result), Vault request
+                               latency by operation (what `rconfd-py status` and the metrics
+                               read: status.py, metrics.py)
 
 A renewal updates an entry in place; a new fetch of a secret replaces its entry with a new one
 (carrying over the mint history), so whoever kept the old entry (the files on disk rendered
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from .vault.auth import Token
 
 MINT_HISTORY = 4  # mint times kept per secret (the rate limit looks at the last 3)
+LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # seconds; +Inf implied
 
 
 class Plan:
@@ -127,6 +131,34 @@ class Ledger:
         self.tokens: dict[str, TokenEntry] = {}
         self.secrets: dict[SecretRef, SecretEntry] = {}
         self.templates: dict[object, TemplateEntry] = {}  # TemplateConf -> its files' state
+        self.ready_at: float | None = None  # when the first pass completed (readiness)
+        self.first = _Entry()  # the first pass, while it fails and is retried
+        self.counts: dict[tuple[str, str], int] = {}  # ("renewal", "ok") -> n
+        self.latency: dict[str, list] = {}  # operation -> [count per bucket..., +Inf, sum]
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def count(self, what: str, result: str) -> None:
+        """An outcome: what in renewal|refetch|login, result in ok|failed|refused."""
+        self.counts[(what, result)] = self.counts.get((what, result), 0) + 1
+
+    def observe(self, operation: str, seconds: float) -> None:
+        """A Vault request's latency (a histogram: non-cumulative buckets, +Inf, then the
+        sum)."""
+        h = self.latency.get(operation)
+        if h is None:
+            h = self.latency[operation] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
+        i = next((i for i, b in enumerate(LATENCY_BUCKETS) if seconds <= b),
+                 len(LATENCY_BUCKETS))
+        h[i] += 1
+        h[-1] += max(0.0, seconds)
+
+    def rendered(self, t: object, paths: tuple, now: float) -> TemplateEntry:
+        """A template's files were written (or found up to date) at `now`."""
+        entry = self.templates.get(t)
+        if entry is None:
+            entry = self.templates[t] = TemplateEntry()
+        entry.rendered_at, entry.files = now, paths
+        return entry
 
     # -- tokens ------------------------------------------------------------------------------
     def token(self, role: str) -> Token | None:
@@ -189,11 +221,15 @@ class TemplateEntry(_Entry):
     entries the daemon renews, so a renewal extends them; one replaced by a new fetch keeps the
     old expiry), and the failed attempts to replace them."""
 
-    __slots__ = ("sources",)
+    __slots__ = ("failed_total", "files", "hook", "rendered_at", "sources")
 
     def __init__(self, sources: tuple[SecretEntry, ...] = ()):
         super().__init__()
         self.sources = sources
+        self.rendered_at: float | None = None  # the last successful write
+        self.files: tuple = ()  # the paths it writes
+        self.hook = ""  # the last hook / reload outcome, e.g. "modified hook ok"
+        self.failed_total = {"render": 0, "write": 0}  # failures by stage, ever
 
     @property
     def expires_at(self) -> float | None:

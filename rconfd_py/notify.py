@@ -66,10 +66,11 @@ CHECK_SHOWN = 2000  # characters of it logged
 
 def run_check(label: str, argv: Sequence[str], staged: str, target: str,
               timeout: float = CHECK_TIMEOUT) -> None:
-    """Run a template's `check` on one staged file, like a hook (no shell, stdin /dev/null,
-    stdout discarded, a timeout, as rconfd-py's user: root), with `{file}` in its arguments
-    replaced by the staged file's path, and RCONFD_CHECK_FILE (that path) and
-    RCONFD_CHECK_TARGET (the final path) in its environment. A non-zero exit, a timeout or a
+    """Run a template's `check` on one file about to be renamed into place, like a hook (no
+    shell, stdin /dev/null, stdout discarded, a timeout, as rconfd-py's user: root), with
+    `{file}` in its arguments replaced by `staged` (a private, read-only copy of the staged
+    content), and RCONFD_CHECK_FILE (that path) and RCONFD_CHECK_TARGET (the final path) in
+    its environment. A non-zero exit, a timeout or a
     command that cannot run raise CheckError naming the template and the command; the
     command's stderr (its first 64 KiB, masked whole, cut to 2000 characters) is logged."""
     import subprocess

@@ -236,40 +236,6 @@ class Writer:
                 return [(e.path, os.path.join(e.dir, e.tmp)) for e in group if e.tmp]
         return []
 
-    @staticmethod
-    def verify(batch: Staged, result: WriteResult, mode: int, owner: Owner | None,
-               label: str) -> None:
-        """After a check ran on the staged files of `result`: each must still be the inode
-        staged, holding the content staged (re-read, its digest compared); its mode and
-        owner are set again. Else OutputError (the caller aborts the batch)."""
-        for r, group in batch.groups:
-            if r is not result:
-                continue
-            for e in group:
-                if e.tmp is None or e.known is None:
-                    continue
-                fd_dir = batch.dirs.open(e.dir, e.path, create=False)
-                try:
-                    fd = os.open(e.tmp, _EXISTING_FLAGS, dir_fd=fd_dir)
-                except OSError:
-                    raise OutputError(f"{label}: the staged file of {e.path} is gone after "
-                                      f"its check") from None
-                try:
-                    st = os.fstat(fd)
-                    h = hashlib.sha256()
-                    while chunk := os.read(fd, 1 << 16):
-                        h.update(chunk)
-                    if ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != e.known[1:]
-                            or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1
-                            or h.digest() != e.digest):
-                        raise OutputError(f"{label}: the staged file of {e.path} was changed "
-                                          f"by its check")
-                    if owner is not None:
-                        os.fchown(fd, owner.uid, owner.gid)
-                    os.fchmod(fd, mode)
-                finally:
-                    os.close(fd)
-
     def forget(self, path: Path) -> None:
         self._known.pop(path, None)
 

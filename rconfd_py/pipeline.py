@@ -8,6 +8,7 @@ checksums, the readiness fd); what is fetched is kept in the ledger (ledger.py).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -145,27 +146,45 @@ class Pipeline:
         """Write one template's files (all staged, and checked, before any is renamed)."""
         batch = self.writer.batch()
         result = self.writer.stage(batch, files, t.mode, self.owner(t))
-        self._check(t, batch, result)
+        self._check(t, batch, result, files)
         self.writer.commit(batch)
-        self._log_written(t, result)
+        self._log_written(t, result, files)
         return result
 
-    def _check(self, t: TemplateConf, batch, result: WriteResult) -> None:
-        """Run the template's `check` on each of its staged files, then make sure the check
-        left them as staged; on any failure the whole batch is aborted (nothing renamed)."""
+    def _check(self, t: TemplateConf, batch, result: WriteResult,
+               files: dict[Path, bytes]) -> None:
+        """Run the template's `check` on each of its files about to change, before any is
+        renamed; on failure the whole batch is aborted (nothing renamed). The command is given
+        a private copy (in a directory only root can enter), never the staged file itself: the
+        staged file lies in a directory the service user may own, who could swap it for a link
+        to whatever root's check would then read and print."""
         if not t.check:
             return
+        paths = [path for path, _ in self.writer.staged(batch, result)]
+        if not paths:
+            return
+        import shutil
+        import tempfile
+
+        private = tempfile.mkdtemp(prefix="rconfd-check-")  # 0700, ours
         try:
-            for path, tmp in self.writer.staged(batch, result):
-                notify.run_check(t.label, t.check, tmp, str(path))
-            self.writer.verify(batch, result, t.mode, self.owner(t), t.label)
+            for i, path in enumerate(paths):
+                copy = os.path.join(private, str(i), path.name)
+                os.mkdir(os.path.dirname(copy), 0o700)
+                fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+                try:
+                    os.write(fd, files[path])  # a regular file: written whole
+                finally:
+                    os.close(fd)
+                notify.run_check(t.label, t.check, copy, str(path))
         except OSError as e:
             self.writer.abort(batch)
-            raise OutputError(f"{t.label}: staged files after the check: {e.strerror}"
-                              ) from None
+            raise OutputError(f"{t.label}: cannot run its check: {e.strerror}") from None
         except BaseException:
             self.writer.abort(batch)
             raise
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
 
     def write_all(self, rendered: list[tuple[TemplateConf, dict[Path, bytes]]]
                   ) -> list[WriteResult]:
@@ -180,17 +199,17 @@ class Pipeline:
         batch = self.writer.batch()
         results = [self.writer.stage(batch, files, t.mode, self.owner(t))
                    for t, files in rendered]
-        for (t, _), result in zip(rendered, results):
-            self._check(t, batch, result)
+        for (t, files), result in zip(rendered, results):
+            self._check(t, batch, result, files)
         self.writer.commit(batch)
-        for (t, _), result in zip(rendered, results):
-            self._log_written(t, result)
+        for (t, files), result in zip(rendered, results):
+            self._log_written(t, result, files)
         return results
 
-    @staticmethod
-    def _log_written(t: TemplateConf, result: WriteResult) -> None:
+    def _log_written(self, t: TemplateConf, result: WriteResult, files=()) -> None:
         for path in result.changed:
             log.info("%s: wrote %s", t.label, path, extra={"template": t.label, "file": path})
+        self.ledger.rendered(t, tuple(str(p) for p in files), self.clock())
 
     def announce(self, t: TemplateConf, result: WriteResult, first: bool) -> None:
         """After a write that changed files: `modified` hook and s6 reload signals.
@@ -199,10 +218,15 @@ class Pipeline:
         rconfd-py must still tell running services that their config changed)."""
         if not (result.replaced if first else result.changed):
             return
+        outcome = []
         if "modified" in t.hooks:
-            notify.run_hook("modified", t.label, t.hooks["modified"])
+            ok = notify.run_hook("modified", t.label, t.hooks["modified"])
+            outcome.append(f"modified hook {'ok' if ok else 'failed'}")
         for service in t.reload:
-            notify.s6_control(service, RELOAD_SIGNALS[t.reload_signal])
+            ok = notify.s6_control(service, RELOAD_SIGNALS[t.reload_signal])
+            outcome.append(f"reload {service} {'ok' if ok else 'failed'}")
+        if outcome and (entry := self.ledger.templates.get(t)) is not None:
+            entry.hook = ", ".join(outcome)
 
     def close(self) -> None:
         if self._client is not None:
@@ -239,6 +263,7 @@ class Pipeline:
         if not config.templates:
             log.warning("no template in %s: nothing to render", config.dir)
         self.readiness.signal()
+        self.ledger.ready_at = self.clock()
         for t, result in results:
             self.announce(t, result, first=True)
         for t in config.templates:

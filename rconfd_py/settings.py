@@ -40,6 +40,8 @@ DEFAULTS = {
     "revoke_on_exit": False,
     "timeout": 10.0,  # seconds per Vault request
     "idle_exec": None,  # -D with nothing leased: exec this command instead of exiting 0
+    "status_file": "/run/rconfd-py/status.json",  # daemon status (status.py); "none": off
+    "metrics_addr": None,  # daemon: HOST:PORT of /metrics and /healthz (metrics.py)
 }
 
 
@@ -72,6 +74,8 @@ class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
             values["namespace"] = env["VAULT_NAMESPACE"]
         if isinstance(values.get("jpath"), str):
             values["jpath"] = split_jpath(values["jpath"])  # type: ignore[arg-type]
+        if str(values.get("status_file", "")).strip().lower() == "none":
+            values["status_file"] = None
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.log_format not in LOG_FORMATS:
             raise ConfigError(f"--log-format {settings.log_format!r}: expected text or json")

@@ -231,7 +231,7 @@ cp "$1" "$1.copy-$(basename "$RCONFD_CHECK_TARGET")" 2>/dev/null; exit 0
 """)
 
 
-def test_a_check_that_accepts_lets_the_files_land_and_sees_the_staged_path(tmp_path):
+def test_a_check_that_accepts_lets_the_files_land_and_sees_a_private_copy(tmp_path):
     chk = checker(tmp_path)
     cfg, out = setup(tmp_path, check=[str(chk), "{file}", "--strict"])
     run = rconfd("-d", cfg, "-v", env=ENV)
@@ -239,10 +239,12 @@ def test_a_check_that_accepts_lets_the_files_land_and_sees_the_staged_path(tmp_p
     assert (out / "app.conf").read_text().startswith("user = bob\npassword = " + PW)
     log = (tmp_path / "check.log").read_text()
     for name in ("app.conf", "key.pem"):
-        m = re.search(rf"argv ({re.escape(str(out))}/\.{re.escape(name)}\.[0-9a-f]{{8}}"
-                      rf"\.rconfd-tmp) --strict\nfile (\S+) target (\S+)\n", log)
+        m = re.search(rf"argv (/\S+/rconfd-check-[^/]+/\d+/{re.escape(name)}) --strict\n"
+                      rf"file (\S+) target (\S+)\n(\S+) ", log)
         assert m, log
         assert m.group(2) == m.group(1) and m.group(3) == str(out / name)
+        assert m.group(4) == "-r--------"  # read-only, root's, in a dir only root enters
+        assert not Path(m.group(1)).exists()  # removed after the check
     assert not list(out.glob(".*rconfd-tmp"))  # renamed, none left
     assert "ready" in (tmp_path / "hook-ran").read_text()
 
@@ -272,12 +274,33 @@ def test_a_check_that_rejects_keeps_the_old_files_and_runs_no_hook(tmp_path):
     assert not (tmp_path / "hook-ran").exists()
 
 
-def test_a_check_that_modifies_the_staged_file_is_refused(tmp_path):
-    sneaky = hook_script(tmp_path, "sneaky.sh", 'echo "extra" >> "$RCONFD_CHECK_FILE"\n')
+def test_a_check_cannot_change_what_lands(tmp_path):
+    """It is given a copy: whatever it writes there (or tries to), the rendered content lands."""
+    sneaky = hook_script(tmp_path, "sneaky.sh",
+                         'chmod u+w "$RCONFD_CHECK_FILE"; echo "extra" >> "$RCONFD_CHECK_FILE"\n')
     cfg, out = setup(tmp_path, check=str(sneaky))
     run = rconfd("-d", cfg, env=ENV)
-    assert run.rc == 6 and "was changed by its check" in run.err, run.err
-    assert not out.exists() or not list(out.iterdir())
+    assert run.rc == 0, run.err
+    assert "extra" not in (out / "app.conf").read_text()
+
+
+def test_a_hostile_user_cannot_point_the_check_at_a_root_file(tmp_path, hostile, shared_tmp):
+    """The staged file lies in the user's directory; the check never opens it, so swapping it
+    for a link to a root-only file shows the check nothing of that file."""
+    svc = shared_tmp / "svc"
+    svc.mkdir()
+    hostile.own(svc)
+    secret = shared_tmp / "root-only"
+    secret.write_text("ROOT-ONLY-CONTENT\n")
+    secret.chmod(0o600)
+    chk = hook_script(tmp_path, "cat.sh", 'cat "$1" >&2; exit 1\n')
+    cfg, _ = setup(tmp_path, check=f"{chk} {{file}}")
+    conf = json.loads((cfg / "c.json").read_text())
+    conf["t.jsonnet"]["dir"] = str(svc)
+    (cfg / "c.json").write_text(json.dumps(conf))
+    run = rconfd("-d", cfg, env=ENV)
+    assert run.rc == 6 and "ROOT-ONLY-CONTENT" not in run.err, run.err
+    assert "user = bob" in run.err  # what it printed is the rendered copy (masked secrets)
 
 
 def test_check_config_validation(tmp_path):

@@ -24,7 +24,7 @@ from .policy import Act
 from .rerender import Rerender
 from .revoke import revoke_all
 from .signals import Signals, Stop
-from .timers import FIRST, FLUSH, POLL, Kind, Timer, Timers
+from .timers import FIRST, FLUSH, POLL, STATUS, Kind, Timer, Timers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,10 +48,13 @@ class Daemon:
         self._handlers: dict[Kind, Callable] = {
             Kind.TOKEN: self._token_due, Kind.SECRET: self._secret_due, Kind.POLL: self._poll,
             Kind.RENDER: self.rerender.retry, Kind.FLUSH: self.rerender.flush,
-            Kind.FIRST: lambda _: None}
+            Kind.FIRST: lambda _: None, Kind.STATUS: self._report}
+        self.reporter = None  # status.Reporter: the status file and the metrics' snapshot
+        self.exporter = None  # metrics.Exporter (--metrics-addr)
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
+        self._start_reporting()
         self.signals.install()
         try:
             try:
@@ -64,6 +67,7 @@ class Daemon:
                 raise Stop()  # by a signal: what it fetched is revoked below if asked
             if not self.ledger.leased() and not self.settings.poll:
                 log.info("Exiting daemon mode: no leased secrets used")
+                self._stop_reporting()
                 if self.settings.revoke_on_exit:
                     revoke_all(self.pipeline)  # the tokens: nothing will use them again
                 if self.settings.idle_exec:
@@ -83,15 +87,61 @@ class Daemon:
                 if self.timers.first() == FLUSH and not self.signals.stopping:
                     self._dispatch(FLUSH)  # no timer can join this burst: no extra wake-up
                 if not self.signals.stopping:
+                    self._report()
                     self._sleep()
         except Stop:
             pass
         finally:
             self.signals.restore()
+            self._stop_reporting()
         log.info("daemon: stopping")
         if self.settings.revoke_on_exit:
             revoke_all(self.pipeline)
         return EXIT_OK
+
+    # -- reporting (status.py, metrics.py) ---------------------------------------------------
+    def _start_reporting(self) -> None:
+        """The status file and, with --metrics-addr, the HTTP endpoint (its import only
+        then). A port that cannot be bound is a config error (exit 2)."""
+        s = self.settings
+        if s.status_file is None and s.metrics_addr is None:
+            return
+        from ..status import Reporter
+
+        publish = None
+        if s.metrics_addr is not None:
+            try:
+                from ..metrics import Exporter
+            except ImportError as e:
+                raise ConfigError(f"--metrics-addr needs prometheus_client (pip install "
+                                  f"'rconfd-py[metrics]'): {e}") from None
+            self.exporter = Exporter(s.metrics_addr, self.clock)
+            publish = self.exporter.publish
+            log.info("metrics: serving /metrics and /healthz on %s:%d",
+                     self.exporter.server.server_address[0], self.exporter.port)
+        self.reporter = Reporter(self.ledger, s.status_file, self.clock,
+                                 lambda: self.outage_since, publish)
+        self._report()
+
+    def _stop_reporting(self) -> None:
+        """No daemon, no status: the file goes, the endpoint closes."""
+        if self.exporter is not None:
+            self.exporter.close()
+            self.exporter = None
+        if self.reporter is not None:
+            self.reporter.remove()
+            self.reporter = None
+
+    def _report(self, _=None) -> None:
+        """After each wake-up: publish what changed (cheap when nothing did). A bug here is
+        logged; it never stops the daemon."""
+        if self.reporter is not None:
+            self._guard(None, self._publish)
+
+    def _publish(self, _=None) -> None:
+        again = self.reporter.update()
+        if again is not None and STATUS not in self.timers:
+            self.timers.set(STATUS, again)
 
     def _idle_exec(self, command: str) -> None:
         """Become `command` (s6-pause): the service stays up and ready without rconfd-py's
@@ -106,7 +156,7 @@ class Daemon:
         """pipeline.first_pass, retried until it succeeds: a daemon that exited on a transient
         failure would be restarted by s6 every second and mint credentials each time. Config
         errors still exit (exit code 2). Return False when stopped by a signal."""
-        attempt, last = 0, ""
+        last = ""
         while not self.signals.stopping:
             if self.signals.take_reload():
                 try:
@@ -116,13 +166,16 @@ class Daemon:
             try:
                 self.pipeline.first_pass(network=lambda: self.signals)
                 self._succeeded()
+                self.ledger.first.succeeded()
+                self.ledger.first.next = None
                 self.timers.cancel(FIRST)
                 return True
             except ConfigError:
                 raise
             except RconfdError as e:
-                attempt += 1
+                attempt = self.ledger.first.failed(str(e), self.clock())
                 when = policy.retry_at(attempt, self.clock(), e, None, self.rng)
+                self.ledger.first.next = Plan("first render", when)
                 if isinstance(e, VaultError) and e.transient:
                     self._failed("first render", e)  # one line when the outage starts
                 elif str(e) != last:  # once per distinct error, not at every retry
@@ -132,9 +185,21 @@ class Daemon:
                     "first render failed (attempt %d); next attempt in %.1fs (SIGHUP retries "
                     "now)", attempt, when - self.clock())
                 self.timers.set(FIRST, when)
-            self._sleep()
-            self.timers.pop_due(self.clock())
+            self._report()
+            self._wait_first()
         return False
+
+    def _wait_first(self) -> None:
+        """Sleep until the first pass's retry is due or a signal arrives; a status write held
+        back (STATUS) is done on the way, without retrying early."""
+        while True:
+            self._sleep()
+            due = self.timers.pop_due(self.clock())
+            if STATUS in due:
+                self._report()
+            if FIRST in due or FIRST not in self.timers or self.signals.stopping \
+                    or self.signals.reload_requested:
+                return
 
     def _dispatch(self, key: Timer) -> None:
         if self._guard(key.subject, self._handlers[key.kind]) and key.kind in (
@@ -172,7 +237,9 @@ class Daemon:
         if self.settings.poll:
             self.timers.set(POLL, now + self.settings.poll)
         for t in self.pipeline.config.templates:  # the first pass wrote them all
-            self.ledger.templates[t] = TemplateEntry(self.rerender.sources_of(t))
+            entry = self.ledger.templates.get(t) or TemplateEntry()  # its render time, files
+            entry.sources = self.rerender.sources_of(t)
+            self.ledger.templates[t] = entry
 
     def _schedule_new_tokens(self) -> None:
         """Roles first logged in after the first pass (a reload, a retried secret)."""
@@ -236,8 +303,10 @@ class Daemon:
                     new = new._replace(ttl=ttl, issued_at=now)
         except VaultError as e:
             now = self.clock()
+            self.ledger.observe("renew", now - sent)
             entry.failed(str(e), now)
             plan = policy.token_renewal_failed(entry, e, now, self.rng)
+            self.ledger.count("renewal", "failed" if plan.act == Act.RENEW else "refused")
             if plan.act == Act.RENEW:
                 self._failed(f"renewing the token of role {role}", e)
                 self._plan_token(entry, plan)
@@ -245,6 +314,8 @@ class Daemon:
                 log.info("role %s: token renewal refused (%s): logging in again", role, e)
                 self._relogin(role)
             return
+        self.ledger.observe("renew", now - sent)
+        self.ledger.count("renewal", "ok")
         self._succeeded()
         entry.succeeded()
         entry = self.ledger.put_token(new)
@@ -266,6 +337,8 @@ class Daemon:
             with self.signals:
                 store.relogin(role)
         except (VaultError, ConfigError) as e:
+            self.ledger.observe("login", self.clock() - now)
+            self.ledger.count("login", "failed")
             self._failed(f"logging in as role {role}", e)
             n = old.failed(str(e), now) if old is not None else 1
             plan = policy.login_failed(old, e, now, self.rng, n)
@@ -274,6 +347,8 @@ class Daemon:
             else:
                 self.timers.set(Timer(Kind.TOKEN, role), plan.at)
             return
+        self.ledger.observe("login", self.clock() - now)
+        self.ledger.count("login", "ok")
         self._succeeded()
         entry = self.ledger.tokens[role]
         redactor.add(("token", role), entry.token.client_token)
@@ -301,6 +376,7 @@ class Daemon:
 
     def _renew_lease(self, entry: SecretEntry) -> None:
         ref, store, sent = entry.ref, self.pipeline.tokens, self.clock()
+        started = sent
         timeout = policy.request_timeout(self.settings.timeout, sent, entry.expires_at)
         try:
             with self.signals:
@@ -318,8 +394,10 @@ class Daemon:
                     granted, sent = ttl, now
         except VaultError as e:
             now = self.clock()
+            self.ledger.observe("renew", now - started)
             entry.failed(str(e), now)
             plan = policy.lease_renewal_failed(entry, e, now, self.rng)
+            self.ledger.count("renewal", "failed" if plan.act == Act.RENEW else "refused")
             if plan.act == Act.RENEW:
                 self._failed(f"{ref}: renewing", e)
                 self._plan_secret(entry, plan)
@@ -328,6 +406,8 @@ class Daemon:
                 entry.renew = False
                 self._refetch(ref)
             return
+        self.ledger.observe("renew", now - started)
+        self.ledger.count("renewal", "ok")
         self._succeeded()
         entry.succeeded()
         entry.expires_at = sent + granted  # the grant began at most when the request was sent
@@ -352,6 +432,8 @@ class Daemon:
             return
         with self.signals:
             fetched, errors = self.pipeline.fetch_each([ref])
+        self.ledger.observe("fetch", self.clock() - now)
+        self.ledger.count("refetch", "failed" if errors else "ok")
         self._schedule_new_tokens()
         if errors:
             e = errors[ref]
@@ -426,8 +508,7 @@ class Daemon:
             self.timers.cancel(Timer(Kind.RENDER, t))
         # the files on disk are still those of the previous templates (same file, same key)
         self.ledger.templates = {
-            t: TemplateEntry(prev.sources if (prev := previous.get((t.source, t.name)))
-                             else ()) for t in config.templates}
+            t: _carried(previous.get((t.source, t.name))) for t in config.templates}
         self.rerender.dirty.update(config.templates)
         self.rerender.flush()
 
@@ -438,3 +519,11 @@ def _fields(ref, ttl: float | None = None) -> dict:
     if ttl is not None:
         fields["ttl"] = ttl
     return fields
+
+
+def _carried(prev: TemplateEntry | None) -> TemplateEntry:
+    """A reloaded template's entry: its files on disk are still those of the previous one."""
+    entry = TemplateEntry(prev.sources if prev is not None else ())
+    if prev is not None:
+        entry.rendered_at, entry.files, entry.hook = prev.rendered_at, prev.files, prev.hook
+    return entry

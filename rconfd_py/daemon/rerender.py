@@ -52,10 +52,13 @@ class Rerender:
             if missing:
                 log.error("%s: not rendered, secret %s unavailable", t.label, missing[0])
                 continue
+            stage = "render"
             try:
-                result = self.pipeline.write(t, self.pipeline.render(t))
+                files = self.pipeline.render(t)
+                stage = "write"
+                result = self.pipeline.write(t, files)
             except Exception as e:  # the previous files stay; retried with backoff
-                self._failed(t, e)
+                self._failed(t, e, stage)
                 continue
             self._written(t)
             self.pipeline.announce(t, result, first=False)
@@ -81,7 +84,7 @@ class Rerender:
         entry.next = None
         entry.sources = self.sources_of(t)
 
-    def _failed(self, t, e: Exception) -> None:
+    def _failed(self, t, e: Exception, stage: str = "render") -> None:
         """Keep the previous files; retry with backoff racing the death of what they hold
         (slowly for errors that need an operator)."""
         entry = self.ledger.templates.get(t)
@@ -90,6 +93,7 @@ class Rerender:
         text = (str(e) if isinstance(e, RconfdError)
                 else f"internal error rendering {t.label}: {type(e).__name__}: {e}")
         repeated = text == entry.error
+        entry.failed_total[stage] += 1
         now = self.clock()
         n = entry.failed(text, now)
         entry.next = plan = policy.render_failed(n, e, now, entry.expires_at, self.rng)

@@ -18,12 +18,14 @@ class Kind(Enum):
     FLUSH = "flush"  # render the templates whose secrets changed (a burst is one flush)
     POLL = "poll"  # --poll: re-read static secrets
     FIRST = "first"  # retry a failed first pass
+    STATUS = "status"  # write the status file held back by its once-a-second limit
 
 
 Timer = namedtuple("Timer", "kind subject", defaults=(None,))
 FLUSH = Timer(Kind.FLUSH)
 POLL = Timer(Kind.POLL)
 FIRST = Timer(Kind.FIRST)
+STATUS = Timer(Kind.STATUS)
 
 
 class Timers:
