@@ -424,7 +424,7 @@ class JsonFormatter(RedactingFormatter):
             record.exc_info, record.exc_text, record.stack_info = exc_info, exc_text, stack
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         out: dict[str, object] = {"time": f"{ts}.{int(record.msecs):03d}Z",
-                                  "level": record.levelname, "message": message}
+                                  "level": record.levelname.lower(), "message": message}
         for name in FIELDS:
             value = getattr(record, name, None)
             if value is None:

@@ -467,7 +467,7 @@ def test_json_formatter_masks_fields_tracebacks_and_what_json_escaping_completes
     out = json.loads(line)
     assert out["message"] == "failed <redacted>\\u2028x"
     assert out["template"] == "t <redacted>" and out["file"] == "/f\\n<redacted>"
-    assert out["ttl"] == 30 and out["level"] == "ERROR"
+    assert out["ttl"] == 30 and out["level"] == "error"  # lower case, set up or not
     assert "boom <redacted>" in out["exc"] and "Traceback" in out["exc"]
     for s in ('pa"ss\\word', "first-line-x", "second-line-y"):
         assert s not in line and json.dumps(s)[1:-1] not in line and s not in str(out)
