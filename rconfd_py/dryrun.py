@@ -25,7 +25,7 @@ import stat
 import sys
 from pathlib import Path
 
-from .errors import OutputError, RconfdError, TemplateError
+from .errors import OutputError, RconfdError
 from .fs import FILE_FLAGS, UnsafePath, open_dir
 from .logs import MASK, escape, redactor
 
@@ -33,17 +33,11 @@ MAX_READ = 16 << 20  # bytes of a current file read for the diff
 
 
 def show(rendered: list, out=None) -> None:
-    """Print every file of `rendered` ([(TemplateConf, {path: bytes})]); raise the first error
-    a real run would meet (two templates writing one file: TemplateError; an output that
-    cannot be reached or is a directory: OutputError) after printing the rest."""
+    """Print every file of `rendered` ([(TemplateConf, {path: bytes})]; the pipeline already
+    refused two templates writing one file); raise the first error a real run would meet (an
+    output that cannot be reached or is a directory: OutputError) after printing the rest."""
     out = out or sys.stdout
     errors: list[RconfdError] = []
-    claimed: dict[Path, object] = {}
-    for t, files in rendered:
-        for path in files:
-            other = claimed.setdefault(path, t)
-            if other is not t:
-                raise TemplateError(f"{other.label} and {t.label} both write {path}")
     for t, files in rendered:
         owner = t.user or "(unchanged)"
         for path, data in files.items():

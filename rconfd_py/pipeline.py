@@ -190,12 +190,6 @@ class Pipeline:
                   ) -> list[WriteResult]:
         """Write every template's files: all are staged before any is renamed, so a failure
         in one template leaves every file of every template as it was."""
-        claimed: dict[Path, TemplateConf] = {}
-        for t, files in rendered:
-            for path in files:
-                other = claimed.setdefault(path, t)
-                if other is not t:
-                    raise TemplateError(f"{other.label} and {t.label} both write {path}")
         batch = self.writer.batch()
         results = [self.writer.stage(batch, files, t.mode, self.owner(t))
                    for t, files in rendered]
@@ -253,6 +247,12 @@ class Pipeline:
             for e in errors[1:]:
                 log.error("%s", e)
             raise errors[0]
+        claimed: dict[Path, TemplateConf] = {}
+        for t, files in rendered:
+            for path in files:
+                other = claimed.setdefault(path, t)
+                if other is not t:
+                    raise TemplateError(f"{other.label} and {t.label} both write {path}")
         if self.settings.dry_run:  # shown, not written: no readiness, no hook, no reload
             from .dryrun import show
 
