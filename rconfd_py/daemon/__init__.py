@@ -4,7 +4,10 @@ Three parts, read in this order to learn the renewal rules:
 
 - policy.py: pure functions deciding the next action and its time (the rules, as a table);
 - ledger.py (one level up): what the process holds, with each entry's next action;
-- loop.py: the thin loop — timers, select(), signals — that calls Vault and the writer and
-  applies the policy's answers;
-- timers.py: the typed timer keys and the deadline heap.
+- loop.py: the thin loop — timers, select(), dispatch — that calls Vault, records the answer in
+  the ledger and applies the policy's answers.
+
+Around them: timers.py (typed timer keys, the deadline heap), signals.py (SIGTERM/SIGHUP, the
+self-pipe), rerender.py (re-rendering and its retries), reporting.py (status file, metrics),
+revoke.py (--revoke-on-exit).
 """

@@ -21,6 +21,7 @@ from ..vault import leases
 from ..vault.auth import lookup_self, renew_self
 from . import policy
 from .policy import Act
+from .reporting import Reporting
 from .rerender import Rerender
 from .revoke import revoke_all
 from .signals import Signals, Stop
@@ -48,13 +49,13 @@ class Daemon:
         self._handlers: dict[Kind, Callable] = {
             Kind.TOKEN: self._token_due, Kind.SECRET: self._secret_due, Kind.POLL: self._poll,
             Kind.RENDER: self.rerender.retry, Kind.FLUSH: self.rerender.flush,
-            Kind.FIRST: lambda _: None, Kind.STATUS: self._report}
-        self.reporter = None  # status.Reporter: the status file and the metrics' snapshot
-        self.exporter = None  # metrics.Exporter (--metrics-addr)
+            Kind.FIRST: lambda _: None, Kind.STATUS: lambda _: self.reporting.report()}
+        self.reporting = Reporting(self.ledger, self.settings, self.timers, self.clock,
+                                   lambda: self.outage_since)
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
-        self._start_reporting()
+        self.reporting.start()
         self.signals.install()
         try:
             try:
@@ -67,7 +68,7 @@ class Daemon:
                 raise Stop()  # by a signal: what it fetched is revoked below if asked
             if not self.ledger.leased() and not self.settings.poll:
                 log.info("Exiting daemon mode: no leased secrets used")
-                self._stop_reporting()
+                self.reporting.stop()
                 if self.settings.revoke_on_exit:
                     revoke_all(self.pipeline)  # the tokens: nothing will use them again
                 if self.settings.idle_exec:
@@ -87,61 +88,17 @@ class Daemon:
                 if self.timers.first() == FLUSH and not self.signals.stopping:
                     self._dispatch(FLUSH)  # no timer can join this burst: no extra wake-up
                 if not self.signals.stopping:
-                    self._report()
+                    self.reporting.report()
                     self._sleep()
         except Stop:
             pass
         finally:
             self.signals.restore()
-            self._stop_reporting()
+            self.reporting.stop()
         log.info("daemon: stopping")
         if self.settings.revoke_on_exit:
             revoke_all(self.pipeline)
         return EXIT_OK
-
-    # -- reporting (status.py, metrics.py) ---------------------------------------------------
-    def _start_reporting(self) -> None:
-        """The status file and, with --metrics-addr, the HTTP endpoint (its import only
-        then). A port that cannot be bound is a config error (exit 2)."""
-        s = self.settings
-        if s.status_file is None and s.metrics_addr is None:
-            return
-        from ..status import Reporter
-
-        publish = None
-        if s.metrics_addr is not None:
-            try:
-                from ..metrics import Exporter
-            except ImportError as e:
-                raise ConfigError(f"--metrics-addr needs prometheus_client (pip install "
-                                  f"'rconfd-py[metrics]'): {e}") from None
-            self.exporter = Exporter(s.metrics_addr, self.clock)
-            publish = self.exporter.publish
-            log.info("metrics: serving /metrics and /healthz on %s:%d",
-                     self.exporter.server.server_address[0], self.exporter.port)
-        self.reporter = Reporter(self.ledger, s.status_file, self.clock,
-                                 lambda: self.outage_since, publish)
-        self._report()
-
-    def _stop_reporting(self) -> None:
-        """No daemon, no status: the file goes, the endpoint closes."""
-        if self.exporter is not None:
-            self.exporter.close()
-            self.exporter = None
-        if self.reporter is not None:
-            self.reporter.remove()
-            self.reporter = None
-
-    def _report(self, _=None) -> None:
-        """After each wake-up: publish what changed (cheap when nothing did). A bug here is
-        logged; it never stops the daemon."""
-        if self.reporter is not None:
-            self._guard(None, self._publish)
-
-    def _publish(self, _=None) -> None:
-        again = self.reporter.update()
-        if again is not None and STATUS not in self.timers:
-            self.timers.set(STATUS, again)
 
     def _idle_exec(self, command: str) -> None:
         """Become `command` (s6-pause): the service stays up and ready without rconfd-py's
@@ -185,7 +142,7 @@ class Daemon:
                     "first render failed (attempt %d); next attempt in %.1fs (SIGHUP retries "
                     "now)", attempt, when - self.clock())
                 self.timers.set(FIRST, when)
-            self._report()
+            self.reporting.report()
             self._wait_first()
         return False
 
@@ -196,7 +153,7 @@ class Daemon:
             self._sleep()
             due = self.timers.pop_due(self.clock())
             if STATUS in due:
-                self._report()
+                self.reporting.report()
             if FIRST in due or FIRST not in self.timers or self.signals.stopping \
                     or self.signals.reload_requested:
                 return
