@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             results["fleet"] = fleet.run(work, args.fleet, args.fleet_steady, args.fleet_freeze,
                                          args.fleet_after, args.fleet_stagger)
+            fleet.save(results["fleet"], Path(args.out) / "fleet.json")
     path = report.write(results, Path(args.out))
     print(path.read_text())
     return 0

@@ -285,7 +285,7 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
     errors: dict[str, int] = {}
     for t, path, err in failed:
         if thaw <= t < t_end:
-            key = f"{path}: {err[:80]}"
+            key = f"{path}: {' '.join(err.split())[:80]}"
             errors[key] = errors.get(key, 0) + 1
     return FleetResult(
         tool=tool, n=n, steady=steady, freeze=freeze, after=after, start_seconds=started,
@@ -311,6 +311,14 @@ def run(work: Path, n: int = 100, steady: float = 300, freeze: float = 30, after
         results[tool] = run_tool(tool, work / f"fleet-{tool.replace(' ', '-')}", n, steady,
                                  freeze, after, stagger, log)
     return results
+
+
+def save(results: dict[str, FleetResult], path: Path) -> None:
+    """The raw figures as JSON, next to the report."""
+    from dataclasses import asdict
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: asdict(v) for k, v in results.items()}, indent=1))
 
 
 def table(results: dict[str, FleetResult]) -> list[str]:
