@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="fleet: seconds watched after the thaw (60)")
     p.add_argument("--fleet-stagger", type=float, default=10,
                    help="fleet: the daemons start spread over this many seconds (10)")
+    p.add_argument("--fleet-audit-dir", help="fleet: keep each fleet's audit log there")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--python", help="interpreter to run rconfd-py on (default: the "
                    "distribution's /usr/bin/python3 when it can make a venv, else this one)")
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"freeze {args.fleet_freeze:.0f} s, after {args.fleet_after:.0f} s ...",
                   flush=True)
             results["fleet"] = fleet.run(work, args.fleet, args.fleet_steady, args.fleet_freeze,
-                                         args.fleet_after, args.fleet_stagger)
+                                         args.fleet_after, args.fleet_stagger,
+                                         keep_audit=Path(args.fleet_audit_dir)
+                                         if args.fleet_audit_dir else None)
             fleet.save(results["fleet"], Path(args.out) / "fleet.json")
     path = report.write(results, Path(args.out))
     print(path.read_text())

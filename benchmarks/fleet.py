@@ -66,6 +66,7 @@ class FleetResult:
     after_dead: int
     after_rates: dict
     errors: dict = field(default_factory=dict)  # error text (first 80 chars) → count, after
+    marks: dict = field(default_factory=dict)  # epoch seconds: steady_from/to, freeze, thaw, end
 
 
 def _ts(stamp: str) -> float:
@@ -197,7 +198,7 @@ def _fleet_cpu(meter: measure.CpuMeter, procs: list) -> float:
 
 
 def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after: float,
-             stagger: float, log=None) -> FleetResult:
+             stagger: float, log=None, keep_audit: Path | None = None) -> FleetResult:
     log = log or _print
     work.mkdir(parents=True, exist_ok=True)
     with start(work / "stack", postgres=True, audit=True, ttls=FLEET_TTLS) as stack:
@@ -242,6 +243,7 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
             mem = [smaps_mb(p.pid) for p in procs]
             # freeze
             log(f"  {tool}: freezing the server {freeze:.0f} s ...")
+            frozen = time.time()
             os.kill(stack.bao_pid, signal.SIGSTOP)
             try:
                 time.sleep(freeze)
@@ -275,6 +277,9 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
             if stack.bao.proc.poll() is None:
                 os.kill(stack.bao_pid, signal.SIGCONT)  # never leave a stopped server behind
         requests, failed = read_audit(stack.audit_log)
+        if keep_audit is not None:
+            keep_audit.mkdir(parents=True, exist_ok=True)
+            shutil.copy(stack.audit_log, keep_audit / f"audit-{tool.replace(' ', '-')}.log")
     req_t = [t for t, _ in requests]
     mints = [t for t, p in requests if p == tools.DB]
 
@@ -298,18 +303,20 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
         first_second_failed=count(fail_t, thaw, thaw + 1),
         after_requests=count(req_t, thaw, t_end), after_failed=count(fail_t, thaw, t_end),
         after_minted=count(mints, thaw, t_end), after_checks=a_checks, after_dead=a_dead,
-        after_rates=rates(req_t, thaw, t_end), errors=errors)
+        after_rates=rates(req_t, thaw, t_end), errors=errors,
+        marks={"steady_from": s0, "steady_to": s1, "freeze": frozen, "thaw": thaw, "end": t_end})
 
 
 def run(work: Path, n: int = 100, steady: float = 300, freeze: float = 30, after: float = 60,
-        stagger: float = 10, log=None) -> dict[str, FleetResult]:
+        stagger: float = 10, log=None, keep_audit: Path | None = None
+        ) -> dict[str, FleetResult]:
     """Both fleets, one after the other, each on a fresh stack."""
     log = log or _print
     results = {}
     for tool in ("rconfd-py", "bao agent"):
         log(f"fleet: {n} x {tool} ...")
         results[tool] = run_tool(tool, work / f"fleet-{tool.replace(' ', '-')}", n, steady,
-                                 freeze, after, stagger, log)
+                                 freeze, after, stagger, log, keep_audit)
     return results
 
 

@@ -3,7 +3,7 @@ checks that both tools render the same job; it asserts no speed."""
 
 from __future__ import annotations
 
-from helpers import require_binaries
+from helpers import require, require_binaries
 
 from benchmarks import oneshot, report
 
@@ -62,8 +62,7 @@ def test_a_tiny_fleet_with_a_freeze_measures_both_tools(tmp_path):
 
     from benchmarks import fleet
 
-    if not postgres.available():
-        require_binaries("pg_ctl")  # skips locally, fails in CI
+    require("PostgreSQL server binaries", postgres.available())
     results = fleet.run(tmp_path, n=2, steady=3, freeze=2, after=4, stagger=0.5,
                         log=lambda _: None)
     for name in ("rconfd-py", "bao agent"):
