@@ -35,6 +35,7 @@ from . import measure, tools
 FLEET_TTLS = Ttls(token_ttl="120s", token_max_ttl="300s", db_default_ttl="60s",
                   db_max_ttl="300s", pki_ttl="120s", pki_max_ttl="300s")
 FILES = ("kv.txt", "db.json", "cert.pem")
+DUP_WINDOW = 5.0  # seconds after the thaw in which a repeated request counts as a duplicate
 
 
 @dataclass
@@ -66,6 +67,8 @@ class FleetResult:
     after_dead: int
     after_rates: dict
     errors: dict = field(default_factory=dict)  # error text (first 80 chars) → count, after
+    duplicates_at_thaw: int = 0
+    after_mint_failed: int = 0
     marks: dict = field(default_factory=dict)  # epoch seconds: steady_from/to, freeze, thaw, end
 
 
@@ -78,8 +81,9 @@ def _ts(stamp: str) -> float:
     return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
 
 
-def read_audit(log: Path) -> tuple[list[tuple[float, str]], list[tuple[float, str, str]]]:
-    """(requests: (time, path)), (failed responses: (time, path, error))."""
+def read_audit(log: Path) -> tuple[list[tuple[float, str, str]], list[tuple[float, str, str]]]:
+    """(requests: (time, path, what: the lease id, else the client token, both HMAC'd by the
+    audit device)), (failed responses: (time, path, error))."""
     requests, failed = [], []
     with open(log) as f:
         for line in f:
@@ -89,7 +93,9 @@ def read_audit(log: Path) -> tuple[list[tuple[float, str]], list[tuple[float, st
                 continue
             kind = e.get("type")
             if kind == "request":
-                requests.append((_ts(e["time"]), e["request"].get("path", "")))
+                req = e["request"]
+                what = (req.get("data") or {}).get("lease_id") or req.get("client_token", "")
+                requests.append((_ts(e["time"]), req.get("path", ""), str(what)))
             elif kind == "response" and e.get("error"):
                 failed.append((_ts(e["time"]), e["request"].get("path", ""), str(e["error"])))
     return requests, failed
@@ -280,8 +286,14 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
         if keep_audit is not None:
             keep_audit.mkdir(parents=True, exist_ok=True)
             shutil.copy(stack.audit_log, keep_audit / f"audit-{tool.replace(' ', '-')}.log")
-    req_t = [t for t, _ in requests]
-    mints = [t for t, p in requests if p == tools.DB]
+    req_t = [t for t, _, _ in requests]
+    mints = [t for t, p, _ in requests if p == tools.DB]
+    seen: set[tuple[str, str]] = set()
+    duplicates = 0  # same path for the same lease or token again within DUP_WINDOW of the thaw
+    for t, path, what in requests:
+        if thaw <= t < thaw + DUP_WINDOW:
+            duplicates += (path, what) in seen
+            seen.add((path, what))
 
     def count(ts, a, b):
         return sum(a <= t < b for t in ts)
@@ -303,7 +315,8 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
         first_second_failed=count(fail_t, thaw, thaw + 1),
         after_requests=count(req_t, thaw, t_end), after_failed=count(fail_t, thaw, t_end),
         after_minted=count(mints, thaw, t_end), after_checks=a_checks, after_dead=a_dead,
-        after_rates=rates(req_t, thaw, t_end), errors=errors,
+        after_rates=rates(req_t, thaw, t_end), errors=errors, duplicates_at_thaw=duplicates,
+        after_mint_failed=sum(thaw <= t < t_end and p == tools.DB for t, p, _ in failed),
         marks={"steady_from": s0, "steady_to": s1, "freeze": frozen, "thaw": thaw, "end": t_end})
 
 
@@ -361,7 +374,10 @@ def table(results: dict[str, FleetResult]) -> list[str]:
          lambda x: f"{x.first_second} ({x.first_second_failed})"),
         ("**failed requests after the thaw**",
          lambda x: f"{x.after_failed} of {x.after_requests}"),
-        ("**new database credentials after the thaw**", lambda x: str(x.after_minted)),
+        ("**database credential requests after the thaw (failed)**",
+         lambda x: f"{x.after_minted} ({x.after_mint_failed})"),
+        (f"repeated requests in the {DUP_WINDOW:.0f} s after the thaw (same path, same lease "
+         "or token)", lambda x: str(x.duplicates_at_thaw)),
         ("requests/s after the thaw: mean / p99 / max / variance÷mean",
          lambda x: rate(x, "after_rates")),
         ("dead rendered credentials (1 s checks after the thaw)",

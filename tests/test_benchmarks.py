@@ -73,6 +73,7 @@ def test_a_tiny_fleet_with_a_freeze_measures_both_tools(tmp_path):
         assert r.steady_dead == 0 and r.steady_checks >= 2  # 60 s leases: all live throughout
         assert r.all_live_after is not None and r.all_live_after < 4
         assert r.steady_failed == 0 and r.after_minted == 0  # nothing expired in 2 s
+        assert r.after_failed == 0 and r.duplicates_at_thaw == 0  # nothing timed out
         assert r.steady_rates["seconds"] == 3
     text = "\n".join(fleet.table(results))
     assert "| **all daemons live again after the thaw** |" in text and "bao agent" in text
