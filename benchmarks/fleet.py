@@ -376,16 +376,16 @@ def table(results: dict[str, FleetResult]) -> list[str]:
          lambda x: f"{x.after_failed} of {x.after_requests}"),
         ("**database credential requests after the thaw (failed)**",
          lambda x: f"{x.after_minted} ({x.after_mint_failed})"),
-        (f"repeated requests in the {DUP_WINDOW:.0f} s after the thaw (same path, same lease "
-         "or token)", lambda x: str(x.duplicates_at_thaw)),
+        ((f"repeated requests in the {DUP_WINDOW:.0f} s after the thaw (same path, same lease "
+          "or token)"), lambda x: str(x.duplicates_at_thaw)),
         ("requests/s after the thaw: mean / p99 / max / variance÷mean",
          lambda x: rate(x, "after_rates")),
         ("dead rendered credentials (1 s checks after the thaw)",
          lambda x: f"{x.after_dead} of {x.after_checks}"),
     ]
-    lines = [f"N = {r.n} daemons per tool, started over the stagger window; steady "
-             f"{r.steady:.0f} s; server frozen {r.freeze:.0f} s; watched {r.after:.0f} s after "
-             f"the thaw; CPU by {r.cpu_method}", "",
+    lines = [(f"N = {r.n} daemons per tool, started over the stagger window; steady "
+              f"{r.steady:.0f} s; server frozen {r.freeze:.0f} s; watched {r.after:.0f} s "
+              f"after the thaw; CPU by {r.cpu_method}"), "",
              "| | rconfd-py | bao agent |", "|---|---|---|"]
     lines += [f"| {label} | {get(r)} | {get(a)} |" for label, get in rows]
     for x in (r, a):

@@ -58,9 +58,8 @@ def test_bad_arguments_are_one_line_errors(capsys):
 def test_a_tiny_fleet_with_a_freeze_measures_both_tools(tmp_path):
     """N=2 per tool, 3 s steady, 2 s freeze, 4 s after: every figure of the fleet table is
     measured (from the audit log, /proc and PostgreSQL), and the table names both tools."""
-    from rconfd_py.dev import postgres
-
     from benchmarks import fleet
+    from rconfd_py.dev import postgres
 
     require("PostgreSQL server binaries", postgres.available())
     results = fleet.run(tmp_path, n=2, steady=3, freeze=2, after=4, stagger=0.5,
