@@ -11,9 +11,11 @@ from pathlib import Path
 from rconfd_py.dev import postgres
 from rconfd_py.dev.stack import start
 
-from . import daemon, engines, oneshot, report, scale, tools
+from . import daemon, engines, fleet, oneshot, report, scale, tools
 
 SCENARIOS = ("oneshot", "daemon", "scale", "engines")
+# not run by default: ~25 min at N=100 with the default windows (--only fleet, or add it)
+EXTRA = ("fleet",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,14 +26,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="interleaved daemon runs per tool (3)")
     p.add_argument("--scale", default="1,10,100,1000", help="template counts (1,10,100,1000)")
     p.add_argument("--only", default=",".join(SCENARIOS), help="scenarios to run")
+    p.add_argument("--fleet", type=int, default=100,
+                   help="fleet scenario: daemons per tool (100); not in the default --only")
+    p.add_argument("--fleet-steady", type=float, default=300,
+                   help="fleet: steady window in seconds (300)")
+    p.add_argument("--fleet-freeze", type=float, default=30,
+                   help="fleet: seconds the server is frozen with SIGSTOP (30)")
+    p.add_argument("--fleet-after", type=float, default=60,
+                   help="fleet: seconds watched after the thaw (60)")
+    p.add_argument("--fleet-stagger", type=float, default=10,
+                   help="fleet: the daemons start spread over this many seconds (10)")
+    p.add_argument("--fleet-audit-dir", help="fleet: keep each fleet's audit log there")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--python", help="interpreter to run rconfd-py on (default: the "
                    "distribution's /usr/bin/python3 when it can make a venv, else this one)")
     args = p.parse_args(argv)
     only = args.only.split(",")
-    if unknown := set(only) - set(SCENARIOS):
+    if unknown := set(only) - set(SCENARIOS + EXTRA):
         p.error(f"--only: unknown scenario {', '.join(sorted(unknown))} "
-                f"(expected some of {', '.join(SCENARIOS)})")
+                f"(expected some of {', '.join(SCENARIOS + EXTRA)})")
+    if args.fleet < 1 or min(args.fleet_steady, args.fleet_after) <= 0 or \
+            min(args.fleet_freeze, args.fleet_stagger) < 0:
+        p.error("--fleet must be >= 1, --fleet-steady/--fleet-after > 0, "
+                "--fleet-freeze/--fleet-stagger >= 0")
     if args.python and not (os.path.isfile(args.python) and os.access(args.python, os.X_OK)):
         p.error(f"--python: {args.python} is not an executable file")
     if not postgres.available():
@@ -43,6 +60,26 @@ def main(argv: list[str] | None = None) -> int:
         print("installing rconfd-py from its wheel in a fresh venv ...", flush=True)
         results["python"] = tools.install(work, args.python)
         print(f"rconfd-py runs on {results['python']}", flush=True)
+        if set(only) & set(SCENARIOS):
+            results |= shared_stack(work, only, args)
+        if "fleet" in only:
+            print(f"fleet: {args.fleet} daemons per tool, steady {args.fleet_steady:.0f} s, "
+                  f"freeze {args.fleet_freeze:.0f} s, after {args.fleet_after:.0f} s ...",
+                  flush=True)
+            results["fleet"] = fleet.run(work, args.fleet, args.fleet_steady, args.fleet_freeze,
+                                         args.fleet_after, args.fleet_stagger,
+                                         keep_audit=Path(args.fleet_audit_dir)
+                                         if args.fleet_audit_dir else None)
+            fleet.save(results["fleet"], Path(args.out) / "fleet.json")
+    path = report.write(results, Path(args.out))
+    print(path.read_text())
+    return 0
+
+
+def shared_stack(work: Path, only: list[str], args) -> dict:
+    """The scenarios that share one stack (the fleet starts its own, one per tool)."""
+    results: dict = {}
+    if set(only) & {"oneshot", "daemon", "scale"}:
         with start(work / "stack", postgres=True, audit=True) as stack:
             if "oneshot" in only:
                 print(f"one-shot: {args.runs} interleaved runs per tool ...", flush=True)
@@ -56,12 +93,10 @@ def main(argv: list[str] | None = None) -> int:
                 sizes = [int(n) for n in args.scale.split(",")]
                 print(f"scale: {sizes} templates ...", flush=True)
                 results["scale"] = scale.run(stack, work, sizes, runs=3)
-        if "engines" in only:
-            print("engines ...", flush=True)
-            results["engines"] = engines.run(runs=3)
-    path = report.write(results, Path(args.out))
-    print(path.read_text())
-    return 0
+    if "engines" in only:
+        print("engines ...", flush=True)
+        results["engines"] = engines.run(runs=3)
+    return results
 
 
 if __name__ == "__main__":

@@ -102,6 +102,11 @@ def write(results: dict, out_dir: Path) -> Path:
                          "plain strings in std.manifestYamlDoc, jrsonnet does not (both are "
                          "valid YAML for the same data).")
         lines.append("")
+    if "fleet" in results:
+        from .fleet import table
+
+        lines += ["## Fleet: N daemons per tool on one OpenBao, a steady window, a server freeze",
+                  "", *table(results["fleet"]), ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "latest.md"
     path.write_text("\n".join(lines))

@@ -3,7 +3,7 @@ checks that both tools render the same job; it asserts no speed."""
 
 from __future__ import annotations
 
-from helpers import require_binaries
+from helpers import require, require_binaries
 
 from benchmarks import oneshot, report
 
@@ -53,3 +53,35 @@ def test_bad_arguments_are_one_line_errors(capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("python -m benchmarks: error: --") and "Traceback" not in err
+
+
+def test_a_tiny_fleet_with_a_freeze_measures_both_tools(tmp_path):
+    """N=2 per tool, 3 s steady, 2 s freeze, 4 s after: every figure of the fleet table is
+    measured (from the audit log, /proc and PostgreSQL), and the table names both tools."""
+    from benchmarks import fleet
+    from rconfd_py.dev import postgres
+
+    require("PostgreSQL server binaries", postgres.available())
+    results = fleet.run(tmp_path, n=2, steady=3, freeze=2, after=4, stagger=0.5,
+                        log=lambda _: None)
+    for name in ("rconfd-py", "bao agent"):
+        r = results[name]
+        assert len(r.rss_mb) == 2 and all(pss > 1 and rss >= pss for rss, pss in
+                                          zip(r.rss_mb, r.pss_mb, strict=True))
+        assert r.cpu_per_daemon_minute >= 0
+        assert r.steady_dead == 0 and r.steady_checks >= 2  # 60 s leases: all live throughout
+        assert r.all_live_after is not None and r.all_live_after < 4
+        assert r.steady_failed == 0 and r.after_minted == 0  # nothing expired in 2 s
+        assert r.after_failed == 0 and r.duplicates_at_thaw == 0  # nothing timed out
+        assert r.steady_rates["seconds"] == 3
+    text = "\n".join(fleet.table(results))
+    assert "| **all daemons live again after the thaw** |" in text and "bao agent" in text
+
+
+def test_audit_rates_and_poisson_reference():
+    from benchmarks.fleet import poisson_p99, rates
+
+    s = rates([0.1, 0.2, 0.3, 1.5, 3.9, 9.0], 0, 4)  # 9.0 is outside the window
+    assert s["seconds"] == 4 and s["max"] == 3 and s["mean"] == 5 / 4
+    assert abs(s["vmr"] - ((3 - 1.25) ** 2 + 0.25 ** 2 + 1.25 ** 2 + 0.25 ** 2) / 4 / 1.25) < 1e-9
+    assert poisson_p99(1.0) == 4 and poisson_p99(0) == 0
