@@ -20,6 +20,22 @@ from .http import HTTPClient, TransportError
 
 MAX_ERROR = 300  # characters of Vault's error text kept in a message
 
+# POST/PUT paths safe to send again after a dropped keep-alive connection: they renew, look up
+# or revoke, never mint (a login, pki/issue, database/creds would mint twice)
+REPEATABLE = frozenset(("sys/leases/renew", "sys/leases/lookup", "sys/leases/revoke",
+                        "sys/renew", "sys/revoke", "auth/token/renew-self",
+                        "auth/token/lookup-self", "auth/token/revoke-self"))
+
+
+def repeatable(method: str, path: str) -> bool:
+    """Whether a request may be sent twice: reads, renewals, lookups, revocations. A read of
+    dynamic credentials (`database/creds/ro`, `aws/creds/x`: a `creds` segment) mints, even by
+    GET."""
+    if method in ("GET", "HEAD", "LIST"):
+        return "creds" not in path.split("/")
+    return path in REPEATABLE or path.rsplit("/", 1)[0] in ("sys/leases/renew",
+                                                             "sys/leases/revoke")
+
 
 def api_base(url: str) -> str:
     """The API root for a Vault address given with or without a trailing `/v1`."""
@@ -46,13 +62,18 @@ class VaultClient:
 
     def request(self, method: str, path: str, *, token: str | None = None,
                 body: dict | None = None, params: dict | None = None,
-                timeout: float | None = None) -> dict:
+                timeout: float | None = None, idempotent: bool | None = None) -> dict:
         """Call `/v1/PATH`; return the decoded JSON answer ({} for 204).
+
+        `idempotent`: whether the request may be sent again after a kept-alive connection was
+        dropped before any answer (default: repeatable(method, path)).
 
         Raise VaultError naming the path and Vault's own message; status 0 means no answer.
         """
         path = path.strip("/")
         method = method.upper()
+        if idempotent is None:
+            idempotent = repeatable(method, path)
         if method == "LIST":  # same as the LIST verb, but passes every proxy
             method, params = "GET", {**(params or {}), "list": "true"}
         target = self._quoted.get(path)
@@ -63,7 +84,7 @@ class VaultClient:
         where = f"{method} /v1/{path}"
         try:
             resp = self._http.request(
-                method, target, timeout=timeout,
+                method, target, timeout=timeout, idempotent=idempotent,
                 headers={"X-Vault-Token": token} if token else None,
                 body=json.dumps(body).encode() if body is not None else None)
         except TransportError as e:
