@@ -11,12 +11,12 @@ characters, so the message is safe wherever it is shown.
 from __future__ import annotations
 
 import json
-import os
+import logging
 from urllib.parse import quote, urlencode
 
 from .. import logs
 from ..errors import ConfigError, VaultError
-from .http import HTTPClient, TransportError
+from .http import HTTPClient, TransportError, tls_context
 
 MAX_ERROR = 300  # characters of Vault's error text kept in a message
 
@@ -45,17 +45,34 @@ def api_base(url: str) -> str:
 
 class VaultClient:
     def __init__(self, url: str, *, cacert: str | None = None, namespace: str | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, capath: str | None = None, extra_ca: str | None = None,
+                 client_cert: str | None = None, client_key: str | None = None,
+                 tls_server_name: str | None = None, tls_skip_verify: bool = False):
+        """`cacert`/`capath`: the only trust anchors (as VAULT_CACERT/VAULT_CAPATH in Vault);
+        without them the system store, plus `extra_ca` if that file exists (the default -c)."""
         self.base = api_base(url)
         self._quoted: dict[str, str] = {}
         headers = {"X-Vault-Request": "true"}
         if namespace:
             headers["X-Vault-Namespace"] = namespace
         try:
+            context = None
+            if self.base.startswith("https:"):
+                context = tls_context(cacert=cacert, capath=capath, extra_ca=extra_ca,
+                                      client_cert=client_cert, client_key=client_key,
+                                      skip_verify=tls_skip_verify)
+        except ValueError as e:
+            raise ConfigError(f"Vault TLS: {e}") from None
+        try:
             self._http = HTTPClient(self.base, timeout=timeout, headers=headers,
-                                    cafile=cacert if cacert and os.path.isfile(cacert) else None)
+                                    context_factory=lambda: context,
+                                    server_name=tls_server_name)
         except ValueError as e:
             raise ConfigError(f"Vault address (-u): {e}") from None
+        if context is not None and tls_skip_verify:
+            logging.getLogger("rconfd_py").warning(
+                "Vault's TLS certificate is not verified (--tls-skip-verify/VAULT_SKIP_VERIFY): "
+                "anyone on the path can read the tokens and secrets")
 
     def close(self) -> None:
         self._http.close()

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import http.client
 import io
+import os
 import socket
+import ssl  # http.client imports it anyway
 import threading
 import time
 from collections import namedtuple
@@ -233,10 +235,18 @@ class HTTPClient:
             if resp.will_close:
                 conn.close()
             return Response(resp.status, resp.reason, data), None
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                ssl.SSLEOFError) as e:
             conn.close()
             if reused and not conn.got:  # closed before a byte of the answer
                 raise _Stale() from None
+            if u.scheme == "https" and not conn.got:
+                # TLS 1.3: a server refuses the client's certificate after the client has
+                # finished the handshake; its alert is often lost to the reset that follows
+                raise TransportError(
+                    "TLS: Vault closed the connection after the handshake, before any answer "
+                    "(client certificate refused? --client-cert/VAULT_CLIENT_CERT, "
+                    "--client-key/VAULT_CLIENT_KEY)") from None
             raise TransportError(_text(e)) from None
         except TimeoutError:
             conn.close()
@@ -265,4 +275,75 @@ def _read_body(resp) -> bytes:
 
 
 def _text(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLError):
+        return tls_failure(e)
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+# OpenSSL's verify codes (X509_V_ERR_*)
+_UNKNOWN_CA = (2, 18, 19, 20, 21, 27)
+_EXPIRED, _NOT_YET_VALID, _HOSTNAME = 10, 9, (62, 64)  # 64: an IP address
+# alerts a server sends when it refuses the client's certificate (or its absence)
+_CLIENT_REFUSED = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
+                   "CERTIFICATE_UNKNOWN", "UNSUPPORTED_CERTIFICATE", "HANDSHAKE_FAILURE",
+                   "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED", "ACCESS_DENIED")
+
+
+def tls_failure(e: ssl.SSLError) -> str:
+    """Which TLS failure it is, in one line."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        code = e.verify_code
+        if code in _UNKNOWN_CA:
+            return ("TLS: unknown certificate authority: Vault's certificate is not signed by a "
+                    "trusted CA (-c/VAULT_CACERT, --capath/VAULT_CAPATH)")
+        if code in _HOSTNAME:
+            return (f"TLS: hostname mismatch: Vault's certificate is not valid for this name "
+                    f"({e.verify_message}; --tls-server-name/VAULT_TLS_SERVER_NAME)")
+        if code == _EXPIRED:
+            return "TLS: Vault's certificate has expired"
+        if code == _NOT_YET_VALID:
+            return "TLS: Vault's certificate is not valid yet"
+        return f"TLS: Vault's certificate was refused: {e.verify_message}"
+    reason = (e.reason or "").upper()
+    if "ALERT" in reason and any(a in reason for a in _CLIENT_REFUSED):
+        return (f"TLS: client certificate refused by Vault ({e.reason}; "
+                f"--client-cert/VAULT_CLIENT_CERT, --client-key/VAULT_CLIENT_KEY)")
+    return f"TLS: {e.reason or e.strerror or e}"
+
+
+def tls_context(*, cacert: str | None = None, capath: str | None = None,
+                extra_ca: str | None = None, client_cert: str | None = None,
+                client_key: str | None = None, skip_verify: bool = False) -> ssl.SSLContext:
+    """The client TLS context as the Vault CLI builds it: an explicit CA file (else a CA
+    directory) is the only trust anchor; otherwise the system store, plus `extra_ca` (the
+    Kubernetes service-account CA, when the file exists). ValueError names the file at fault."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    try:
+        if cacert:
+            what = cacert
+            ctx.load_verify_locations(cafile=cacert)
+        elif capath:
+            if not os.path.isdir(capath):
+                raise ValueError(f"{capath}: not a directory")
+            for name in sorted(os.listdir(capath)):
+                what = os.path.join(capath, name)
+                if os.path.isfile(what):
+                    ctx.load_verify_locations(cafile=what)
+        else:
+            ctx.load_default_certs()
+            if extra_ca and os.path.isfile(extra_ca):
+                what = extra_ca
+                ctx.load_verify_locations(cafile=extra_ca)
+        if client_cert:
+            what = f"{client_cert} / {client_key}"
+            ctx.load_cert_chain(client_cert, client_key)
+    except FileNotFoundError:
+        raise ValueError(f"{what}: no such file") from None
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"{what}: not a PEM certificate (or key) that can be used: "
+                         f"{getattr(e, 'reason', None) or e.strerror or e}") from None
+    return ctx
