@@ -81,8 +81,24 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--login-path", metavar="LOGIN_PATH",
                    help="login path (/auth/kubernetes/login; /auth/jwt/login for GitLab CI)")
     p.add_argument("-c", "--cacert", metavar="CACERT",
-                   help="CA bundle for Vault TLS, used if the file exists "
-                        "(/var/run/secrets/kubernetes.io/serviceaccount/ca.crt)")
+                   help="CA bundle for Vault TLS ($VAULT_CACERT): given, the only trust anchor; "
+                        "by default the service account's CA "
+                        "(/var/run/secrets/kubernetes.io/serviceaccount/ca.crt) is added to the "
+                        "system store if the file exists")
+    p.add_argument("--capath", metavar="DIR",
+                   help="directory of PEM CA certificates, the only trust anchors unless -c "
+                        "is given ($VAULT_CAPATH)")
+    p.add_argument("--client-cert", metavar="PEM",
+                   help="client certificate for mutual TLS, with --client-key "
+                        "($VAULT_CLIENT_CERT)")
+    p.add_argument("--client-key", metavar="PEM",
+                   help="its private key ($VAULT_CLIENT_KEY)")
+    p.add_argument("--tls-server-name", metavar="NAME",
+                   help="name sent (SNI) and checked in Vault's certificate "
+                        "($VAULT_TLS_SERVER_NAME)")
+    p.add_argument("--tls-skip-verify", action="store_true", default=None,
+                   help="do not verify Vault's certificate: insecure, a warning is logged "
+                        "($VAULT_SKIP_VERIFY)")
     p.add_argument("-T", "--token", metavar="TOKEN",
                    help="JWT taken from the env var of that name, or the string itself if no "
                         "such variable (wins over -t)")
@@ -104,7 +120,8 @@ def main_parser() -> argparse.ArgumentParser:
                    help="daemon: revoke the leases and tokens this process created when it "
                         "stops, or exits because nothing is leased")
     p.add_argument("--timeout", metavar="SECONDS", type=float,
-                   help="timeout of each Vault request (10)")
+                   help="deadline of each Vault request: connect, send and the complete "
+                        "answer (10)")
     p.add_argument("--idle-exec", metavar="CMD",
                    help="daemon with nothing leased: replace rconfd-py with CMD (e.g. s6-pause) "
                         "instead of exiting 0, so the supervised process stays the one s6 "

@@ -59,8 +59,12 @@ class Pipeline:
             from .vault.client import VaultClient
 
             s = self.settings
-            self._client = VaultClient(s.url, cacert=s.cacert, namespace=s.namespace,
-                                       timeout=s.timeout)
+            self._client = VaultClient(
+                s.url, namespace=s.namespace, timeout=s.timeout,
+                cacert=s.cacert if s.cacert_given else None,
+                extra_ca=None if s.cacert_given else s.cacert, capath=s.capath,
+                client_cert=s.client_cert, client_key=s.client_key,
+                tls_server_name=s.tls_server_name, tls_skip_verify=s.tls_skip_verify)
             read_jwt = jwt_source(s.token, s.token_path)
 
             def jwt() -> str:

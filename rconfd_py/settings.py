@@ -26,7 +26,12 @@ DEFAULTS = {
     "url": "https://localhost:8200",
     "login_path": "/auth/kubernetes/login",
     "jpath": (),  # jsonnet library dirs
-    "cacert": f"{K8S_DIR}/ca.crt",
+    "cacert": f"{K8S_DIR}/ca.crt",  # VAULT_CACERT; the default is added to the system store
+    "capath": None,  # VAULT_CAPATH: a directory of PEM CA certificates
+    "client_cert": None,  # VAULT_CLIENT_CERT (mTLS), with client_key
+    "client_key": None,  # VAULT_CLIENT_KEY
+    "tls_server_name": None,  # VAULT_TLS_SERVER_NAME: SNI and the name checked
+    "tls_skip_verify": False,  # VAULT_SKIP_VERIFY
     "token": None,  # -T: env var name or the JWT itself
     "token_path": f"{K8S_DIR}/token",
     "verbose": False,
@@ -42,7 +47,13 @@ DEFAULTS = {
     "idle_exec": None,  # -D with nothing leased: exec this command instead of exiting 0
     "status_file": "/run/rconfd-py/status.json",  # daemon status (status.py); "none": off
     "metrics_addr": None,  # daemon: HOST:PORT of /metrics and /healthz (metrics.py)
+    "cacert_given": False,  # set by build(): -c, RCONFD_CACERT or VAULT_CACERT was given
 }
+INTERNAL = ("cacert_given",)  # no flag, no RCONFD_* variable
+# the Vault CLI's variables, used when neither the flag nor RCONFD_* is given
+VAULT_ENV = {"cacert": "VAULT_CACERT", "capath": "VAULT_CAPATH",
+             "client_cert": "VAULT_CLIENT_CERT", "client_key": "VAULT_CLIENT_KEY",
+             "tls_server_name": "VAULT_TLS_SERVER_NAME", "tls_skip_verify": "VAULT_SKIP_VERIFY"}
 
 
 class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
@@ -59,6 +70,8 @@ class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         for field, default in DEFAULTS.items():
+            if field in INTERNAL:
+                continue
             given = flags.get(field)
             if given is not None and given is not False:
                 values[field] = given
@@ -70,6 +83,13 @@ class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
             addr = env.get("VAULT_URL") or env.get("VAULT_ADDR")
             if addr:
                 values["url"] = addr
+        for field, name in VAULT_ENV.items():
+            if field not in values and env.get(name):
+                values[field] = _parse(name, env[name], DEFAULTS[field])
+        values["cacert_given"] = "cacert" in values
+        if bool(values.get("client_cert")) != bool(values.get("client_key")):
+            raise ConfigError("--client-cert and --client-key (VAULT_CLIENT_CERT, "
+                              "VAULT_CLIENT_KEY) go together: one is missing")
         if "namespace" not in values and env.get("VAULT_NAMESPACE"):
             values["namespace"] = env["VAULT_NAMESPACE"]
         if isinstance(values.get("jpath"), str):

@@ -11,14 +11,30 @@ characters, so the message is safe wherever it is shown.
 from __future__ import annotations
 
 import json
-import os
+import logging
 from urllib.parse import quote, urlencode
 
 from .. import logs
 from ..errors import ConfigError, VaultError
-from .http import HTTPClient, TransportError
+from .http import HTTPClient, TransportError, tls_context
 
 MAX_ERROR = 300  # characters of Vault's error text kept in a message
+
+# POST/PUT paths safe to send again after a dropped keep-alive connection: they renew, look up
+# or revoke, never mint (a login, pki/issue, database/creds would mint twice)
+REPEATABLE = frozenset(("sys/leases/renew", "sys/leases/lookup", "sys/leases/revoke",
+                        "sys/renew", "sys/revoke", "auth/token/renew-self",
+                        "auth/token/lookup-self", "auth/token/revoke-self"))
+
+
+def repeatable(method: str, path: str) -> bool:
+    """Whether a request may be sent twice: reads, renewals, lookups, revocations. A read of
+    dynamic credentials (`database/creds/ro`, `aws/creds/x`: a `creds` segment) mints, even by
+    GET."""
+    if method in ("GET", "HEAD", "LIST"):
+        return "creds" not in path.split("/")
+    return path in REPEATABLE or path.rsplit("/", 1)[0] in ("sys/leases/renew",
+                                                             "sys/leases/revoke")
 
 
 def api_base(url: str) -> str:
@@ -29,30 +45,52 @@ def api_base(url: str) -> str:
 
 class VaultClient:
     def __init__(self, url: str, *, cacert: str | None = None, namespace: str | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, capath: str | None = None, extra_ca: str | None = None,
+                 client_cert: str | None = None, client_key: str | None = None,
+                 tls_server_name: str | None = None, tls_skip_verify: bool = False):
+        """`cacert`/`capath`: the only trust anchors (as VAULT_CACERT/VAULT_CAPATH in Vault);
+        without them the system store, plus `extra_ca` if that file exists (the default -c)."""
         self.base = api_base(url)
         self._quoted: dict[str, str] = {}
         headers = {"X-Vault-Request": "true"}
         if namespace:
             headers["X-Vault-Namespace"] = namespace
         try:
+            context = None
+            if self.base.startswith("https:"):
+                context = tls_context(cacert=cacert, capath=capath, extra_ca=extra_ca,
+                                      client_cert=client_cert, client_key=client_key,
+                                      skip_verify=tls_skip_verify)
+        except ValueError as e:
+            raise ConfigError(f"Vault TLS: {e}") from None
+        try:
             self._http = HTTPClient(self.base, timeout=timeout, headers=headers,
-                                    cafile=cacert if cacert and os.path.isfile(cacert) else None)
+                                    context_factory=lambda: context,
+                                    server_name=tls_server_name)
         except ValueError as e:
             raise ConfigError(f"Vault address (-u): {e}") from None
+        if context is not None and tls_skip_verify:
+            logging.getLogger("rconfd_py").warning(
+                "Vault's TLS certificate is not verified (--tls-skip-verify/VAULT_SKIP_VERIFY): "
+                "anyone on the path can read the tokens and secrets")
 
     def close(self) -> None:
         self._http.close()
 
     def request(self, method: str, path: str, *, token: str | None = None,
                 body: dict | None = None, params: dict | None = None,
-                timeout: float | None = None) -> dict:
+                timeout: float | None = None, idempotent: bool | None = None) -> dict:
         """Call `/v1/PATH`; return the decoded JSON answer ({} for 204).
+
+        `idempotent`: whether the request may be sent again after a kept-alive connection was
+        dropped before any answer (default: repeatable(method, path)).
 
         Raise VaultError naming the path and Vault's own message; status 0 means no answer.
         """
         path = path.strip("/")
         method = method.upper()
+        if idempotent is None:
+            idempotent = repeatable(method, path)
         if method == "LIST":  # same as the LIST verb, but passes every proxy
             method, params = "GET", {**(params or {}), "list": "true"}
         target = self._quoted.get(path)
@@ -63,7 +101,7 @@ class VaultClient:
         where = f"{method} /v1/{path}"
         try:
             resp = self._http.request(
-                method, target, timeout=timeout,
+                method, target, timeout=timeout, idempotent=idempotent,
                 headers={"X-Vault-Token": token} if token else None,
                 body=json.dumps(body).encode() if body is not None else None)
         except TransportError as e:

@@ -1,26 +1,43 @@
-"""A minimal HTTP/1.1 client on the standard library's socket and ssl: what talking to Vault needs
-(JSON bodies, keep-alive, Content-Length or chunked answers, timeouts, TLS with a CA file).
+"""The HTTP transport to Vault, on the standard library's http.client (no HTTP parsed by hand).
 
-Why not httpx (on the design card) or http.client: importing httpx and building its client costs
-~130 ms and ~8 MB before the first request (README, "Dependencies"); http.client pulls the email
-package in (~20 ms). This module imports in ~1 ms, and `ssl` only for https.
+What it adds to http.client:
+- one deadline per request: `timeout` bounds the connect, the TLS handshake, the send and the
+  complete answer (redirects included); before every read the socket timeout is set to the time
+  left, so a server dripping one byte a second fails at the deadline;
+- interim 1xx answers are all skipped (http.client skips only 100 Continue);
+- a truncated body (chunked or Content-Length), an answer larger than MAX_BODY, headers that
+  never end: TransportError (no complete answer, transient for the caller);
+- 307/308 redirects (301/302/303 only for GET/HEAD) followed at most MAX_REDIRECTS times, keeping
+  the method, the body and the headers (X-Vault-Token included: a Vault standby redirects to the
+  active node's api_addr, and the token is what the request needs there), never from https to
+  http;
+- after a kept-alive connection the server had dropped, a request is sent again only when the
+  caller says it is safe to repeat (`idempotent`): a request that mints (a login, pki/issue,
+  database/creds) may have been done by the server, sending it again would mint twice.
 
-One persistent connection per thread (the engine fetches from a few threads at once).
+Cost (README, "Dependencies"): http.client imports ssl and email; measured on a one-shot run.
+One persistent connection per thread and per origin (the engine fetches from a few threads).
 """
 
 from __future__ import annotations
 
+import http.client
+import io
+import os
 import socket
+import ssl  # http.client imports it anyway
 import threading
+import time
 from collections import namedtuple
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-MAX_HEADER_LINES = 100
 MAX_BODY = 64 * 1024 * 1024
+MAX_REDIRECTS = 3
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class TransportError(Exception):
-    """No (complete) answer: connection refused or reset, timeout, TLS failure."""
+    """No (complete) answer: connection refused or reset, timeout, TLS failure, cut short."""
 
     def __init__(self, message: str, timeout: bool = False):
         super().__init__(message)
@@ -30,176 +47,303 @@ class TransportError(Exception):
 Response = namedtuple("Response", "status reason body")
 
 
-class HTTPClient:
-    def __init__(self, base_url: str, *, cafile: str | None = None, timeout: float = 10.0,
-                 headers: dict[str, str] | None = None):
-        url = urlsplit(base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"unsupported URL {base_url!r} (expected http:// or https://)")
-        self.tls = url.scheme == "https"
-        self.host = url.hostname
-        self.port = url.port or (443 if self.tls else 80)
-        self.prefix = url.path.rstrip("/")
-        self.timeout = timeout
-        host_header = self.host if ":" not in self.host else f"[{self.host}]"
-        default_port = 443 if self.tls else 80
-        host_header += "" if self.port == default_port else f":{self.port}"
-        # the header lines every request carries, joined once
-        self._common = "".join(f"{k}: {v}\r\n" for k, v in {
-            "Host": host_header, "Accept": "application/json", "Connection": "keep-alive",
-            **(headers or {})}.items())
-        self._cafile = cafile
-        self._ssl = None
-        self._local = threading.local()
+class _Deadline(io.RawIOBase):
+    """The socket's reads (through http.client's own socket file, which keeps the descriptor
+    open until the answer is read even when the connection object is closed), each with the
+    socket timeout set to the time left."""
 
-    def _context(self):
-        if self._ssl is None:
-            import ssl
+    def __init__(self, sock, raw, conn):
+        self._sock, self._raw, self._conn = sock, raw, conn
 
-            self._ssl = ssl.create_default_context(cafile=self._cafile)
-        return self._ssl
+    def readable(self):
+        return True
 
-    def _connect(self, timeout: float) -> socket.socket:
-        try:
-            sock = socket.create_connection((self.host, self.port), timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.tls:
-                sock = self._context().wrap_socket(sock, server_hostname=self.host)
-        except TimeoutError:
-            raise TransportError("connection timed out", timeout=True) from None
-        except OSError as e:
-            raise TransportError(e.strerror or str(e) or type(e).__name__) from None
-        return sock
+    def readinto(self, b):
+        left = self._conn.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline")
+        self._sock.settimeout(left)
+        n = self._raw.readinto(b)
+        self._conn.got += n or 0
+        return n
 
-    def close(self) -> None:
-        sock = getattr(self._local, "sock", None)
-        if sock is not None:
-            reader, self._local.sock, self._local.reader = self._local.reader, None, None
-            reader.close()  # the socket's file descriptor is closed with the last of the two
-            sock.close()
+    def close(self):
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
-    def request(self, method: str, path: str, *, body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float | None = None
-                ) -> Response:
-        timeout = self.timeout if timeout is None else timeout
-        head = f"{method} {self.prefix}{path} HTTP/1.1\r\n{self._common}"
-        if headers:
-            head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        data = (head + "\r\n").encode("latin-1") + (body or b"")
-        reused = getattr(self._local, "sock", None) is not None
-        try:
-            return self._exchange(data, timeout, method)
-        except _Stale:
-            if not reused:
-                raise TransportError("connection closed by the server") from None
-            # a kept-alive connection the server had closed: nothing was answered, send again
-            return self._exchange(data, timeout, method)
 
-    def _exchange(self, data: bytes, timeout: float, method: str) -> Response:
-        sock = getattr(self._local, "sock", None)
-        fresh = sock is None
-        if fresh:
-            sock = self._local.sock = self._connect(timeout)
-            # one buffered reader for the life of the connection: an answer is read whole
-            # before the next request is sent, so nothing is left in it between requests
-            self._local.reader = sock.makefile("rb")
-        reader = self._local.reader
-        sock.settimeout(timeout)
-        got_bytes = False
-        try:
-            sock.sendall(data)
-            head = _read_head(reader)
-            got_bytes = bool(head)
-            if not head:
-                raise _Stale()
-            resp, keep = _read_response(reader, head, method)
-        except _Stale:
-            self.close()
-            if fresh:
-                raise TransportError("connection closed by the server") from None
-            raise
-        except TimeoutError:
-            self.close()
-            raise TransportError("timed out", timeout=True) from None
-        except (OSError, ValueError) as e:
-            self.close()
-            if not fresh and not got_bytes and isinstance(e, (ConnectionError, BrokenPipeError)):
-                raise _Stale() from None
-            raise TransportError(getattr(e, "strerror", None) or str(e) or type(e).__name__
-                                 ) from None
-        if not keep:
-            self.close()
-        return resp
+class _Response(http.client.HTTPResponse):
+    def __init__(self, sock, conn, debuglevel=0, method=None, url=None):
+        super().__init__(sock, debuglevel, method, url)
+        # read under the deadline, through the same socket file (unbuffered, nothing read yet)
+        self.fp = io.BufferedReader(_Deadline(sock, self.fp.detach(), conn))
+
+    def _read_status(self):
+        while True:  # every interim 1xx but 100 (which begin() skips) and 101
+            version, status, reason = super()._read_status()
+            if not 100 < status < 200 or status == 101:
+                return version, status, reason
+            http.client._read_headers(self.fp)
+
+
+def _response_class(conn):
+    return lambda sock, **kw: _Response(sock, conn, **kw)
+
+
+class _HTTP(http.client.HTTPConnection):
+    deadline = 0.0
+    got = 0  # bytes of the current answer received
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.response_class = _response_class(self)
+
+
+class _HTTPS(http.client.HTTPSConnection):
+    deadline = 0.0
+    got = 0
+
+    def __init__(self, *a, server_name: str | None = None, **kw):
+        super().__init__(*a, **kw)
+        self.response_class = _response_class(self)
+        self.server_name = server_name
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock,
+                                              server_hostname=self.server_name or self.host)
 
 
 class _Stale(Exception):
-    """The reused connection was closed before any answer."""
+    """A kept-alive connection closed by the server before any answer."""
 
 
-def _read_head(reader) -> list[str]:
-    """The status line and header lines ([] when the connection was closed before any byte).
-    Usually the whole head is in the first segment: one search and one read, not a readline
-    per header."""
-    buffered = reader.peek(65536)
-    end = buffered.find(b"\r\n\r\n")
-    if end >= 0:
-        return reader.read(end + 4).decode("latin-1").split("\r\n")[:-2]
-    lines: list[str] = []
-    for _ in range(MAX_HEADER_LINES):
-        line = reader.readline(65537)
-        if line in (b"\r\n", b"\n", b""):
-            return lines
-        lines.append(line.decode("latin-1").rstrip("\r\n"))
-    raise ValueError("too many header lines")
+class HTTPClient:
+    def __init__(self, base_url: str, *, cafile: str | None = None, timeout: float = 10.0,
+                 headers: dict[str, str] | None = None, context_factory=None,
+                 server_name: str | None = None):
+        url = urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"unsupported URL {base_url!r} (expected http:// or https://)")
+        self.base = base_url.rstrip("/")
+        self.timeout = timeout
+        self.headers = {"Accept": "application/json", **(headers or {})}
+        self._cafile = cafile
+        self._context_factory = context_factory
+        self._server_name = server_name
+        self._ssl = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _context(self):
+        with self._lock:
+            if self._ssl is None:
+                if self._context_factory is not None:
+                    self._ssl = self._context_factory()
+                else:
+                    import ssl
+
+                    self._ssl = ssl.create_default_context(cafile=self._cafile)
+            return self._ssl
+
+    def _conns(self) -> dict:
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        return conns
+
+    def close(self) -> None:
+        """Close this thread's connections."""
+        for conn in self._conns().values():
+            conn.close()
+        self._conns().clear()
+
+    def _conn(self, scheme: str, host: str, port: int | None):
+        key = (scheme, host, port)
+        conn = self._conns().get(key)
+        if conn is None:
+            if scheme == "https":
+                conn = _HTTPS(host, port, context=self._context(),
+                              server_name=self._server_name)
+            else:
+                conn = _HTTP(host, port)
+            self._conns()[key] = conn
+        return conn
+
+    def request(self, method: str, path: str, *, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float | None = None,
+                idempotent: bool = False) -> Response:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        hdrs = {**self.headers, **(headers or {})}
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
+        url = self.base + path
+        for _ in range(MAX_REDIRECTS + 1):
+            resp, location = self._once(method, url, body, hdrs, deadline, idempotent)
+            if location is None:
+                return resp
+            new = urljoin(url, location)
+            if urlsplit(new).scheme not in ("http", "https"):
+                raise TransportError(f"redirect to an unsupported URL {location!r}")
+            if urlsplit(url).scheme == "https" and urlsplit(new).scheme != "https":
+                raise TransportError(f"refused a redirect from https to {location!r}")
+            url = new
+        raise TransportError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _once(self, method, url, body, headers, deadline, idempotent):
+        u = urlsplit(url)
+        target = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        try:
+            return self._exchange(u, method, target, body, headers, deadline)
+        except _Stale:
+            if not idempotent:
+                raise TransportError("connection closed by the server before an answer (not "
+                                     "sent again: the request is not safe to repeat)") from None
+            # nothing was answered on a connection the server had closed: send again, fresh
+            try:
+                return self._exchange(u, method, target, body, headers, deadline)
+            except _Stale:
+                raise TransportError("connection closed by the server") from None
+
+    def _exchange(self, u, method, target, body, headers, deadline):
+        conn = self._conn(u.scheme, u.hostname, u.port)
+        conn.deadline, conn.got = deadline, 0
+        reused = conn.sock is not None
+        try:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            if not reused:
+                conn.timeout = left  # connect, then the TLS handshake
+                conn.connect()
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+            conn.sock.settimeout(left)  # the send (sendall's timeout is for the whole send)
+            conn.request(method, target, body=body, headers=headers)
+            resp = conn.getresponse()
+            if resp.status in REDIRECTS and resp.getheader("Location") and (
+                    resp.status in (307, 308) or method in ("GET", "HEAD")):
+                location = resp.getheader("Location")
+                _read_body(resp)
+                if resp.will_close:
+                    conn.close()
+                return None, location
+            data = _read_body(resp)
+            if resp.will_close:
+                conn.close()
+            return Response(resp.status, resp.reason, data), None
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                ssl.SSLEOFError) as e:
+            conn.close()
+            if reused and not conn.got:  # closed before a byte of the answer
+                raise _Stale() from None
+            if u.scheme == "https" and not conn.got:
+                # TLS 1.3: a server refuses the client's certificate after the client has
+                # finished the handshake; its alert is often lost to the reset that follows
+                raise TransportError(
+                    "TLS: Vault closed the connection after the handshake, before any answer "
+                    "(client certificate refused? --client-cert/VAULT_CLIENT_CERT, "
+                    "--client-key/VAULT_CLIENT_KEY)") from None
+            raise TransportError(_text(e)) from None
+        except TimeoutError:
+            conn.close()
+            raise TransportError("timed out", timeout=True) from None
+        except http.client.IncompleteRead:
+            conn.close()
+            raise TransportError("answer cut short") from None
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            conn.close()
+            raise TransportError(_text(e)) from None
 
 
-def _read_response(reader, head: list[str], method: str) -> tuple[Response, bool]:
+def _read_body(resp) -> bytes:
+    if resp.length is not None:
+        if resp.length > MAX_BODY:
+            raise ValueError("answer too large")
+        return resp.read()  # IncompleteRead when cut short
+    data = resp.read(MAX_BODY + 1)  # chunked: IncompleteRead when cut short; or up to the close
+    if len(data) > MAX_BODY:
+        raise ValueError("answer too large")
+    if not resp.isclosed():
+        data += resp.read(1)
+        if not resp.isclosed():
+            raise ValueError("answer too large")
+    return data
+
+
+def _text(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLError):
+        return tls_failure(e)
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+# OpenSSL's verify codes (X509_V_ERR_*)
+_UNKNOWN_CA = (2, 18, 19, 20, 21, 27)
+_EXPIRED, _NOT_YET_VALID, _HOSTNAME = 10, 9, (62, 64)  # 64: an IP address
+# alerts a server sends when it refuses the client's certificate (or its absence)
+_CLIENT_REFUSED = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
+                   "CERTIFICATE_UNKNOWN", "UNSUPPORTED_CERTIFICATE", "HANDSHAKE_FAILURE",
+                   "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED", "ACCESS_DENIED")
+
+
+def tls_failure(e: ssl.SSLError) -> str:
+    """Which TLS failure it is, in one line."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        code = e.verify_code
+        if code in _UNKNOWN_CA:
+            return ("TLS: unknown certificate authority: Vault's certificate is not signed by a "
+                    "trusted CA (-c/VAULT_CACERT, --capath/VAULT_CAPATH)")
+        if code in _HOSTNAME:
+            return (f"TLS: hostname mismatch: Vault's certificate is not valid for this name "
+                    f"({e.verify_message}; --tls-server-name/VAULT_TLS_SERVER_NAME)")
+        if code == _EXPIRED:
+            return "TLS: Vault's certificate has expired"
+        if code == _NOT_YET_VALID:
+            return "TLS: Vault's certificate is not valid yet"
+        return f"TLS: Vault's certificate was refused: {e.verify_message}"
+    reason = (e.reason or "").upper()
+    if "ALERT" in reason and any(a in reason for a in _CLIENT_REFUSED):
+        return (f"TLS: client certificate refused by Vault ({e.reason}; "
+                f"--client-cert/VAULT_CLIENT_CERT, --client-key/VAULT_CLIENT_KEY)")
+    return f"TLS: {e.reason or e.strerror or e}"
+
+
+def tls_context(*, cacert: str | None = None, capath: str | None = None,
+                extra_ca: str | None = None, client_cert: str | None = None,
+                client_key: str | None = None, skip_verify: bool = False) -> ssl.SSLContext:
+    """The client TLS context as the Vault CLI builds it: an explicit CA file (else a CA
+    directory) is the only trust anchor; otherwise the system store, plus `extra_ca` (the
+    Kubernetes service-account CA, when the file exists). ValueError names the file at fault."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     try:
-        version, status, *reason = head[0].split(" ", 2)
-        code = int(status)
-    except ValueError:
-        raise ValueError("malformed HTTP status line") from None
-    if not version.startswith("HTTP/1."):
-        raise ValueError(f"unsupported protocol {version!r}")
-    if len(head) > MAX_HEADER_LINES:
-        raise ValueError("too many header lines")
-    headers: dict[str, str] = {}
-    for line in head[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
-    if method == "HEAD" or code in (204, 304) or 100 <= code < 200:
-        body = b""
-    elif "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _read_chunked(reader)
-    elif "content-length" in headers:
-        length = int(headers["content-length"])
-        if length > MAX_BODY:
-            raise ValueError("answer too large")
-        body = reader.read(length)
-        if len(body) != length:
-            raise ValueError("answer cut short")
-    else:
-        body = reader.read(MAX_BODY)
-        keep = False
-    return Response(code, reason[0] if reason else "", body), keep
-
-
-def _read_chunked(reader) -> bytes:
-    parts, total = [], 0
-    while True:
-        size = int(reader.readline(1024).split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            while reader.readline(65537) not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return b"".join(parts)
-        total += size
-        if total > MAX_BODY:
-            raise ValueError("answer too large")
-        chunk = reader.read(size)
-        if len(chunk) != size:
-            raise ValueError("answer cut short")
-        parts.append(chunk)
-        reader.readline(16)  # CRLF after the chunk
+        if cacert:
+            what = cacert
+            ctx.load_verify_locations(cafile=cacert)
+        elif capath:
+            if not os.path.isdir(capath):
+                raise ValueError(f"{capath}: not a directory")
+            for name in sorted(os.listdir(capath)):
+                what = os.path.join(capath, name)
+                if os.path.isfile(what):
+                    ctx.load_verify_locations(cafile=what)
+        else:
+            ctx.load_default_certs()
+            if extra_ca and os.path.isfile(extra_ca):
+                what = extra_ca
+                ctx.load_verify_locations(cafile=extra_ca)
+        if client_cert:
+            what = f"{client_cert} / {client_key}"
+            ctx.load_cert_chain(client_cert, client_key)
+    except FileNotFoundError:
+        raise ValueError(f"{what}: no such file") from None
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"{what}: not a PEM certificate (or key) that can be used: "
+                         f"{getattr(e, 'reason', None) or e.strerror or e}") from None
+    return ctx

@@ -178,8 +178,8 @@ def test_tls_with_the_given_ca(tmp_path):
         ok = VaultClient(url, cacert=str(tmp_path / "cert.pem"))
         assert ok.request("GET", "tls") == {"data": {"path": "/v1/tls"}}
         with pytest.raises(VaultError, match="cannot reach Vault") as e:  # not our CA
-            VaultClient(url, cacert=str(tmp_path / "missing.pem")).request("GET", "tls")
-        assert "CERTIFICATE_VERIFY_FAILED" in str(e.value) or "certificate" in str(e.value)
+            VaultClient(url).request("GET", "tls")
+        assert "unknown certificate authority" in str(e.value)
     finally:
         srv.shutdown()
 

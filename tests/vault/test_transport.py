@@ -1,0 +1,327 @@
+"""The HTTP transport against a hostile local socket server: what no real server does on demand
+(interim 1xx answers, truncated bodies, drip-feeding, headers that never end, oversized bodies,
+redirect chains, kept-alive connections dropped between two requests)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+from rconfd_py.errors import VaultError
+from rconfd_py.vault import http as transport
+from rconfd_py.vault.client import VaultClient
+
+
+class Raw:
+    """A TCP server: `script(sock, n)` answers connection number n (0, 1, ...)."""
+
+    def __init__(self, script, tls: ssl.SSLContext | None = None):
+        self.script = script
+        self.requests: list[tuple[str, str, dict, bytes]] = []
+        self.connections = 0
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.tls = tls
+        self.port = self.lsock.getsockname()[1]
+        self.url = f"{'https' if tls else 'http'}://{'localhost' if tls else '127.0.0.1'}" \
+                   f":{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                sock, _ = self.lsock.accept()
+            except OSError:
+                return
+            n, self.connections = self.connections, self.connections + 1
+            threading.Thread(target=self._run, args=(sock, n), daemon=True).start()
+
+    def _run(self, sock, n):
+        try:
+            if self.tls:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            self.script(self, sock, n)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def read_request(self, sock):
+        """One request off the socket (None when the client closed it)."""
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            got = sock.recv(65536)
+            if not got:
+                return None
+            buf += got
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ")
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (ln.partition(":") for ln in lines[1:])}
+        length = int(headers.get("content-length", 0))
+        while len(body) < length:
+            body += sock.recv(65536)
+        req = (method, path, headers, body)
+        self.requests.append(req)
+        return req
+
+    def close(self):
+        self.lsock.close()
+
+
+def answer(obj, status="200 OK", extra=""):
+    body = json.dumps(obj).encode()
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+@pytest.fixture
+def raw():
+    servers = []
+
+    def make(script, tls=None):
+        servers.append(Raw(script, tls))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def echo_path(srv, sock, n):
+    while (req := srv.read_request(sock)) is not None:
+        sock.sendall(answer({"data": {"path": req[1], "n": n}}))
+
+
+def test_interim_answers_are_skipped_and_the_connection_stays_in_step(raw):
+    def script(srv, sock, n):
+        while (req := srv.read_request(sock)) is not None:
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n"
+                         b"HTTP/1.1 102 Processing\r\n\r\n"
+                         b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+                         + answer({"data": {"path": req[1]}}))
+    srv = raw(script)
+    c = VaultClient(srv.url)
+    assert c.request("POST", "auth/jwt/login", body={"jwt": "j"}) == \
+        {"data": {"path": "/v1/auth/jwt/login"}}
+    # the next answer is the next request's, on the same connection
+    assert c.request("GET", "a")["data"]["path"] == "/v1/a"
+    assert c.request("GET", "b")["data"]["path"] == "/v1/b"
+    assert srv.connections == 1
+
+
+@pytest.mark.parametrize("cut", [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"dat\r\n",  # no last chunk
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n{\"data\": {}",  # chunk cut
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"data\": {}}",  # fewer bytes
+], ids=["chunked-no-last-chunk", "chunked-mid-chunk", "content-length"])
+def test_a_truncated_body_is_a_transient_transport_error(raw, cut):
+    def script(srv, sock, n):
+        srv.read_request(sock)
+        sock.sendall(cut)
+        sock.shutdown(socket.SHUT_WR)
+    srv = raw(script)
+    with pytest.raises(VaultError) as e:
+        VaultClient(srv.url).request("GET", "kv/data/x")
+    assert e.value.status == 0 and e.value.transient, str(e.value)
+    assert "cut short" in str(e.value) and "not a JSON object" not in str(e.value)
+
+
+def test_a_server_dripping_bytes_fails_at_the_deadline(raw):
+    stop = threading.Event()
+
+    def script(srv, sock, n):
+        srv.read_request(sock)
+        data = answer({"data": {"x": "y" * 100}})
+        for i in range(len(data)):
+            if stop.wait(0.1):
+                return
+            sock.sendall(data[i:i + 1])
+    srv = raw(script)
+    start = time.monotonic()
+    try:
+        with pytest.raises(VaultError, match="did not answer in time") as e:
+            VaultClient(srv.url, timeout=1.0).request("GET", "kv/data/x")
+    finally:
+        stop.set()
+    elapsed = time.monotonic() - start
+    assert e.value.status == 0 and 0.9 < elapsed < 2.0, elapsed  # each read got bytes in time
+
+
+def test_headers_that_never_end_are_refused(raw):
+    stop = threading.Event()
+
+    def script(srv, sock, n):
+        srv.read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.is_set():
+            sock.sendall(b"X-More: yes\r\n" * 50)
+    srv = raw(script)
+    try:
+        with pytest.raises(VaultError) as e:
+            VaultClient(srv.url, timeout=5).request("GET", "x")
+    finally:
+        stop.set()
+    assert e.value.status == 0 and "headers" in str(e.value)
+
+
+def test_an_oversized_body_is_refused(raw, monkeypatch):
+    monkeypatch.setattr(transport, "MAX_BODY", 1000)
+
+    def script(srv, sock, n):
+        while srv.read_request(sock) is not None:
+            if srv.requests[-1][1].endswith("chunked"):
+                sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             + b"100\r\n" + b"x" * 256 + b"\r\n" * 1)
+                for _ in range(5):
+                    sock.sendall(b"100\r\n" + b"x" * 256 + b"\r\n")
+                sock.sendall(b"0\r\n\r\n")
+            else:
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1001\r\n\r\n" + b"x" * 1001)
+    srv = raw(script)
+    for path in ("length", "chunked"):
+        with pytest.raises(VaultError, match="answer too large") as e:
+            VaultClient(srv.url).request("GET", path)
+        assert e.value.status == 0
+
+
+def test_a_307_chain_keeps_method_body_and_token(raw):
+    def script(srv, sock, n):
+        while (req := srv.read_request(sock)) is not None:
+            hop = int(req[1].rsplit("/", 1)[1])
+            if hop < 3:
+                sock.sendall(f"HTTP/1.1 {307 if hop % 2 else 308} Redirect\r\n"
+                             f"Location: /v1/hop/{hop + 1}\r\nContent-Length: 0\r\n\r\n".encode())
+            else:
+                sock.sendall(answer({"data": {"done": hop}}))
+    srv = raw(script)
+    c = VaultClient(srv.url)
+    assert c.request("POST", "hop/0", token="t0k", body={"a": 1}) == {"data": {"done": 3}}
+    assert [r[1] for r in srv.requests] == ["/v1/hop/0", "/v1/hop/1", "/v1/hop/2", "/v1/hop/3"]
+    assert all(r[0] == "POST" and json.loads(r[3]) == {"a": 1}
+               and r[2]["x-vault-token"] == "t0k" for r in srv.requests)
+
+
+def test_a_fourth_redirect_is_refused_and_302_is_not_followed_for_post(raw):
+    def script(srv, sock, n):
+        while (req := srv.read_request(sock)) is not None:
+            status = 302 if "found" in req[1] else 307
+            sock.sendall(f"HTTP/1.1 {status} Redirect\r\nLocation: {req[1]}x\r\n"
+                         f"Content-Length: 0\r\n\r\n".encode())
+    srv = raw(script)
+    with pytest.raises(VaultError, match="more than 3 redirects") as e:
+        VaultClient(srv.url).request("GET", "loop")
+    assert e.value.status == 0 and len(srv.requests) == 4
+    with pytest.raises(VaultError, match="HTTP 302"):
+        VaultClient(srv.url).request("POST", "found", body={})
+
+
+def test_a_redirect_to_another_server_is_followed(raw):
+    target = raw(echo_path)
+
+    def script(srv, sock, n):
+        while (req := srv.read_request(sock)) is not None:
+            sock.sendall(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {target.url}{req[1]}\r\n"
+                         f"Content-Length: 0\r\n\r\n".encode())
+    standby = raw(script)
+    c = VaultClient(standby.url)
+    assert c.request("PUT", "sys/leases/renew", token="t", body={"lease_id": "l"})["data"][
+        "path"] == "/v1/sys/leases/renew"
+    assert target.requests[0][2]["x-vault-token"] == "t"
+
+
+def self_signed(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return ctx
+
+
+def test_a_redirect_from_https_to_http_is_refused(raw, tmp_path):
+    plain = raw(echo_path)
+
+    def script(srv, sock, n):
+        while (req := srv.read_request(sock)) is not None:
+            sock.sendall(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {plain.url}{req[1]}\r\n"
+                         f"Content-Length: 0\r\n\r\n".encode())
+    srv = raw(script, tls=self_signed(tmp_path))
+    c = VaultClient(srv.url, cacert=str(tmp_path / "cert.pem"))
+    with pytest.raises(VaultError, match="refused a redirect from https") as e:
+        c.request("GET", "kv/data/x", token="t0k")
+    assert e.value.status == 0 and len(srv.requests) == 1 and plain.requests == []
+
+
+def stale_after_first(srv, sock, n):
+    """Connection 0 answers one request with keep-alive, then is closed by the server."""
+    req = srv.read_request(sock)
+    sock.sendall(answer({"data": {"path": req[1], "n": n}}))
+    if n == 0:
+        time.sleep(0.1)
+        sock.shutdown(socket.SHUT_RDWR)
+        return
+    echo_path(srv, sock, n)
+
+
+@pytest.mark.parametrize("method,path,resent", [
+    ("PUT", "sys/leases/renew", True),
+    ("POST", "auth/token/renew-self", True),
+    ("GET", "kv/data/x", True),
+    ("POST", "pki/issue/web", False),
+    ("POST", "auth/jwt/login", False),
+    ("GET", "database/creds/ro", False),  # a read that mints
+])
+def test_a_dropped_kept_alive_connection_resends_only_what_is_safe(raw, method, path, resent):
+    srv = raw(stale_after_first)
+    c = VaultClient(srv.url)
+    assert c.request("GET", "first")["data"]["n"] == 0
+    time.sleep(0.3)  # the server has closed connection 0
+    if resent:
+        assert c.request(method, path, body={} if method != "GET" else None)["data"] == \
+            {"path": f"/v1/{path}", "n": 1}
+    else:
+        body = {} if method != "GET" else None
+        with pytest.raises(VaultError, match="not safe to repeat") as e:
+            c.request(method, path, body=body)
+        assert e.value.status == 0 and e.value.transient
+        assert srv.connections == 1  # never sent again
+        # the caller may say it is safe
+        assert c.request(method, path, body=body, idempotent=True)["data"]["path"] == \
+            f"/v1/{path}"
+
+
+def test_the_deadline_covers_the_connect_and_the_whole_request(raw):
+    def script(srv, sock, n):
+        srv.read_request(sock)
+        time.sleep(0.6)
+        sock.sendall(b"HTTP/1.1 200 OK\r\n")
+        time.sleep(0.6)
+        sock.sendall(b"Content-Length: 2\r\n\r\n{}")
+    srv = raw(script)
+    start = time.monotonic()
+    with pytest.raises(VaultError, match="did not answer in time"):
+        VaultClient(srv.url, timeout=1.0).request("GET", "x")  # each pause < 1 s, total > 1 s
+    assert time.monotonic() - start < 1.5
