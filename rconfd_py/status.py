@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FORMAT = 1
-MIN_INTERVAL = 1.0  # seconds between two writes of the status file
+MIN_INTERVAL = 5.0  # seconds between two writes of the status file (README: the cost)
 MAX_SIZE = 16 << 20  # a status file larger than this is not ours
 EXIT_HEALTHY, EXIT_FAILING, EXIT_NO_DAEMON = 0, 1, 2
 
