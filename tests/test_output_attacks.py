@@ -235,17 +235,24 @@ def test_kill_9_at_random_points_never_leaves_a_torn_file(shared_tmp, tmp_path):
                           env={**env, "V": versions[0]}, timeout=60).returncode == 0
     rng = random.Random(os.environ.get("RCONFD_TEST_SEED", "9"))
     killed_mid_write = 0
-    for v in versions[1:30]:
+    for i, v in enumerate(versions[1:30]):
         proc = subprocess.Popen([sys.executable, "-m", "rconfd_py", "-d", str(cfg)],
                                 env={**env, "V": v}, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.05, 0.6))
+        if i % 2:  # anywhere in the run (start-up, fetch, render, write)
+            time.sleep(rng.uniform(0.0, 0.6))
+        else:  # inside the write phase, however long start-up takes on this machine
+            deadline = time.monotonic() + 20
+            while (proc.poll() is None and time.monotonic() < deadline
+                   and not any(p.name.endswith(TMP_SUFFIX) for p in out.iterdir())):
+                time.sleep(0.0005)
+            time.sleep(rng.uniform(0.0, 0.02))
         proc.kill()
         proc.wait()
         for n in names:
             assert (out / n).read_text() in whole.values()
         if any(p.name.endswith(TMP_SUFFIX) for p in out.iterdir()):
             killed_mid_write += 1
-    assert killed_mid_write, "no kill landed while files were being written: widen the window"
+    assert killed_mid_write, "no kill landed while files were being written"
     run = subprocess.run([sys.executable, "-m", "rconfd_py", "-d", str(cfg)],
                          env={**env, "V": versions[-1]}, capture_output=True, text=True,
                          timeout=60)
