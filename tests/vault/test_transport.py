@@ -4,7 +4,6 @@ redirect chains, kept-alive connections dropped between two requests)."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import socket
 import ssl
@@ -12,6 +11,7 @@ import threading
 import time
 
 import pytest
+from helpers import self_signed
 
 from rconfd_py.errors import VaultError
 from rconfd_py.vault import http as transport
@@ -234,31 +234,6 @@ def test_a_redirect_to_another_server_is_followed(raw):
     assert c.request("PUT", "sys/leases/renew", token="t", body={"lease_id": "l"})["data"][
         "path"] == "/v1/sys/leases/renew"
     assert target.requests[0][2]["x-vault-token"] == "t"
-
-
-def self_signed(tmp_path):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    return ctx
 
 
 def test_a_redirect_from_https_to_http_is_refused(raw, tmp_path):
