@@ -244,26 +244,46 @@ class Daemon:
         else:
             self._renew_token(entry)
 
-    def _renew_token(self, entry: TokenEntry) -> None:
-        role, store, sent = entry.role, self.pipeline.tokens, self.clock()
+    def _renewal(self, entry, what: str, renew, lookup, gone_status: int):
+        """Send a renewal racing `entry`'s end (its timeout never outlasts it) and believe an
+        answer that came late only if `lookup` says it lives. Return (answer, ttl from the
+        lookup or None, when it was sent, when it was answered); a failure is counted and
+        raised (VaultError)."""
+        sent = self.clock()
         timeout = policy.request_timeout(self.settings.timeout, sent, entry.expires_at)
         try:
             with self.signals:
-                new = renew_self(store.client, entry.token, entry.asked, sent, timeout)
+                answer, ttl = renew(timeout), None
                 now = self.clock()  # the answer's time decides whether to believe it
                 if not policy.renewal_trusted(entry.expires_at, now):
-                    ttl = lookup_self(store.client, entry.token, timeout=self.settings.timeout)
-                    log.info("role %s: token renewal answered %.1fs before its end: %s", role,
+                    ttl = lookup(self.settings.timeout)
+                    log.info("%s: renewal answered %.1fs before its end: %s", what,
                              entry.expires_at - now, f"it lives {ttl:.0f}s" if ttl else "gone")
                     if not ttl:
-                        raise VaultError(f"role {role}: token gone", status=403)
-                    new = new._replace(ttl=ttl, issued_at=now)
+                        raise VaultError(f"{what}: gone", status=gone_status)
+        except VaultError:
+            self.ledger.observe("renew", self.clock() - sent)
+            raise
+        self.ledger.observe("renew", now - sent)
+        self.ledger.count("renewal", "ok")
+        return answer, ttl, sent, now
+
+    def _renewal_failed(self, entry, e: VaultError, plan_of) -> Plan:
+        now = self.clock()
+        entry.failed(str(e), now)
+        plan = plan_of(entry, e, now, self.rng)
+        self.ledger.count("renewal", "failed" if plan.act == Act.RENEW else "refused")
+        return plan
+
+    def _renew_token(self, entry: TokenEntry) -> None:
+        role, store = entry.role, self.pipeline.tokens
+        try:
+            new, ttl, sent, now = self._renewal(
+                entry, f"role {role}: token",
+                lambda t: renew_self(store.client, entry.token, entry.asked, self.clock(), t),
+                lambda t: lookup_self(store.client, entry.token, timeout=t), 403)
         except VaultError as e:
-            now = self.clock()
-            self.ledger.observe("renew", now - sent)
-            entry.failed(str(e), now)
-            plan = policy.token_renewal_failed(entry, e, now, self.rng)
-            self.ledger.count("renewal", "failed" if plan.act == Act.RENEW else "refused")
+            plan = self._renewal_failed(entry, e, policy.token_renewal_failed)
             if plan.act == Act.RENEW:
                 self._failed(f"renewing the token of role {role}", e)
                 self._plan_token(entry, plan)
@@ -271,8 +291,8 @@ class Daemon:
                 log.info("role %s: token renewal refused (%s): logging in again", role, e)
                 self._relogin(role)
             return
-        self.ledger.observe("renew", now - sent)
-        self.ledger.count("renewal", "ok")
+        if ttl is not None:
+            new = new._replace(ttl=ttl, issued_at=now)
         self._succeeded()
         entry.succeeded()
         entry = self.ledger.put_token(new)
@@ -332,29 +352,19 @@ class Daemon:
             self._refetch(ref)
 
     def _renew_lease(self, entry: SecretEntry) -> None:
-        ref, store, sent = entry.ref, self.pipeline.tokens, self.clock()
-        started = sent
-        timeout = policy.request_timeout(self.settings.timeout, sent, entry.expires_at)
+        ref, store = entry.ref, self.pipeline.tokens
         try:
-            with self.signals:
-                token = store.get(ref.role).client_token
-                granted = leases.renew_lease(store.client, token, entry.lease_id, entry.asked,
-                                             timeout=timeout)
-                now = self.clock()  # the answer's time decides whether to believe it
-                if not policy.renewal_trusted(entry.expires_at, now):
-                    ttl = leases.lookup_lease(store.client, token, entry.lease_id,
-                                              timeout=self.settings.timeout)
-                    log.info("%s: renewal answered %.1fs before the lease's end: %s", ref,
-                             entry.expires_at - now, f"it lives {ttl:.0f}s" if ttl else "gone")
-                    if not ttl:
-                        raise VaultError(f"{ref}: lease gone", status=400)
-                    granted, sent = ttl, now
+            def token() -> str:  # inside the interruptible call: it may log in
+                return store.get(ref.role).client_token
+
+            granted, ttl, sent, now = self._renewal(
+                entry, str(ref),
+                lambda t: leases.renew_lease(store.client, token(), entry.lease_id,
+                                             entry.asked, timeout=t),
+                lambda t: leases.lookup_lease(store.client, token(), entry.lease_id, timeout=t),
+                400)
         except VaultError as e:
-            now = self.clock()
-            self.ledger.observe("renew", now - started)
-            entry.failed(str(e), now)
-            plan = policy.lease_renewal_failed(entry, e, now, self.rng)
-            self.ledger.count("renewal", "failed" if plan.act == Act.RENEW else "refused")
+            plan = self._renewal_failed(entry, e, policy.lease_renewal_failed)
             if plan.act == Act.RENEW:
                 self._failed(f"{ref}: renewing", e)
                 self._plan_secret(entry, plan)
@@ -363,8 +373,8 @@ class Daemon:
                 entry.renew = False
                 self._refetch(ref)
             return
-        self.ledger.observe("renew", now - started)
-        self.ledger.count("renewal", "ok")
+        if ttl is not None:
+            granted, sent = ttl, now
         self._succeeded()
         entry.succeeded()
         entry.expires_at = sent + granted  # the grant began at most when the request was sent

@@ -53,7 +53,7 @@ def test_a_late_renewal_of_a_live_lease_is_believed_after_a_lookup(tmp_path, vau
     lease_id = entry.lease_id
     answer_late(monkeypatch, d, entry, 0.5)
     d._renew_lease(entry)
-    assert "renewal answered -0.5s before the lease's end: it lives" in caplog.text
+    assert "renewal answered -0.5s before its end: it lives" in caplog.text
     assert d.ledger.secrets[entry.ref] is entry and entry.lease_id == lease_id  # kept
     assert entry.expires_at > time.time() + 5 and entry.next.act == Act.RENEW
 
