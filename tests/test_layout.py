@@ -88,3 +88,15 @@ def test_the_daemon_does_not_import_the_tooling():
 
 def test_a_cycle_would_be_seen():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_the_daemon_loads_no_http_client_until_a_vault_secret_needs_one():
+    import subprocess
+    import sys
+
+    probe = ("import sys, rconfd_py.daemon.loop; "
+             "print(sorted(m for m in ('http.client', 'ssl', 'email', 'rconfd_py.vault.http') "
+             "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=PKG.parent, check=True).stdout.strip()
+    assert out == "[]"

@@ -9,11 +9,11 @@ from collections import namedtuple
 from collections.abc import Callable
 
 from ..errors import ConfigError, VaultError
-from .client import VaultClient
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the daemon imports this module with no Vault ref at all
     from ..ledger import Ledger
+    from .client import VaultClient
 
 log = logging.getLogger(__name__)
 

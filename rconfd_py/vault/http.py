@@ -322,6 +322,7 @@ def tls_context(*, cacert: str | None = None, capath: str | None = None,
     if skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    what = cacert or capath or "the system CA store"
     try:
         if cacert:
             what = cacert
@@ -344,6 +345,8 @@ def tls_context(*, cacert: str | None = None, capath: str | None = None,
     except FileNotFoundError:
         raise ValueError(f"{what}: no such file") from None
     except (OSError, ssl.SSLError) as e:
+        if isinstance(e, OSError) and not isinstance(e, ssl.SSLError):
+            raise ValueError(f"{what}: {e.strerror or e}") from None
         raise ValueError(f"{what}: not a PEM certificate (or key) that can be used: "
-                         f"{getattr(e, 'reason', None) or e.strerror or e}") from None
+                         f"{getattr(e, 'reason', None) or e}") from None
     return ctx

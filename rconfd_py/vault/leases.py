@@ -18,7 +18,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from .client import VaultClient
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the pure arithmetic needs no HTTP client
+    from .client import VaultClient
 
 RENEW_WINDOW = (0.60, 0.72)
 REFETCH_WINDOW = (0.85, 0.90)

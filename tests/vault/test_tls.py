@@ -270,3 +270,17 @@ def test_the_cli_honours_vault_cacert_and_skip_verify(pki, serve, tmp_path):
     r = rconfd(*args, env={"VAULT_CACERT": str(tmp_path / "nope.pem")})
     assert r.rc == 2 and len(r.err.strip().splitlines()) == 1, r.err
     assert "nope.pem: no such file" in r.err and not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_capath_is_a_one_line_error(tmp_path, monkeypatch):
+    """Not an UnboundLocalError (exit 1): the message names the directory."""
+    from rconfd_py.vault import http as transport
+
+    (tmp_path / "ca").mkdir()
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(transport.os, "listdir", refused)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'ca'}: Permission denied"):
+        transport.tls_context(capath=str(tmp_path / "ca"))
