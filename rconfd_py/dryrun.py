@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .errors import OutputError, RconfdError
 from .fs import FILE_FLAGS, UnsafePath, open_dir
-from .logs import MASK, escape, redactor
+from .logs import MASK, escape, redactor, safe
 
 MAX_READ = 16 << 20  # bytes of a current file read for the diff
 
@@ -41,13 +41,14 @@ def show(rendered: list, out=None) -> None:
     for t, files in rendered:
         owner = t.user or "(unchanged)"
         for path, data in files.items():
+            name = safe(str(path))  # an output key may hold a secret or a control character
             try:
                 current = _current(path)
             except OutputError as e:
                 errors.append(e)
-                out.write(f"=== {path} (template {t.label}): {e}\n")
+                out.write(f"=== {name} (template {t.label}): {safe(str(e))}\n")
                 continue
-            head = f"=== {path} mode {t.mode:04o} owner {owner} (template {t.label})"
+            head = f"=== {name} mode {t.mode:04o} owner {owner} (template {t.label})"
             if isinstance(current, str):  # not a regular file, or absent: named, not read
                 out.write(f"{head}: {current}\n")
                 out.writelines(_diff(b"", data, path, new_file=True))

@@ -392,14 +392,6 @@ class RedactingFormatter(logging.Formatter):
 FIELDS = ("template", "file", "path", "role", "ttl")
 
 
-def _masked(text: str) -> str:
-    """A field value or traceback fit for a JSON line: masked as quoted data (short values as
-    whole words too), escaped, masked again (what escaping completed)."""
-    text = redactor.redact(text)
-    escaped = escape(text)
-    return text if escaped is text else redactor.redact_escaped(escaped)
-
-
 class JsonFormatter(RedactingFormatter):
     """`--log-format json`: one JSON object per line: time (UTC, ISO 8601), level, message
     (masked and escaped exactly as the text format's), the structured fields a call site gave
@@ -430,12 +422,12 @@ class JsonFormatter(RedactingFormatter):
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                value = _masked(str(value))
+                value = safe(str(value))
             out[name] = value
         extra = [t for t in (exc_info and self.formatException(exc_info),
                              stack and self.formatStack(stack)) if t]
         if extra:
-            out["exc"] = _masked("\n".join(extra))
+            out["exc"] = safe("\n".join(extra))
         for key, value in out.items():  # what JSON's own escaping of the text may complete
             text = json.dumps(value)
             if redactor.redact_long(text) != text:

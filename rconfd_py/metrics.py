@@ -98,6 +98,8 @@ class Exporter:
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 10  # a client that never finishes its request does not hold a thread for ever
+
     def log_message(self, format, *args):  # no access log on stderr
         pass
 

@@ -83,7 +83,7 @@ def build(ledger: Ledger, pid: int, started_at: float, outage_since: float | Non
         "secrets": [{"path": safe(str(e.ref)), "role": e.ref.role if e.ref.backend == "vault"
                      else "", "kind": _kind(e), "expires_at": e.expires_at, "next": _plan(e),
                      **_health(e)} for e in ledger.secrets.values()],
-        "templates": [{"template": safe(getattr(t, "label", str(t))), "files": list(e.files),
+        "templates": [{"template": safe(getattr(t, "label", str(t))), "files": [safe(f) for f in e.files],
                        "rendered_at": e.rendered_at, "expires_at": e.expires_at,
                        "hook": e.hook, "failed_total": dict(e.failed_total),
                        "next": _plan(e), **_health(e)} for t, e in ledger.templates.items()],
@@ -306,11 +306,17 @@ def main(path: str | None, as_json: bool, now: float | None = None) -> int:
         print(f"rconfd-py status: no running daemon's status in {path}", file=sys.stderr)
         return EXIT_NO_DAEMON
     now = time.time() if now is None else now
-    ok = doc["ready"] and not failing(doc) and not expired(doc, now)
+    try:
+        ok = doc["ready"] and not failing(doc) and not expired(doc, now)
+        text = render_text(doc, now) if not as_json else ""
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # another build's, or edited
+        print(f"rconfd-py status: {path}: malformed status file ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return EXIT_NO_DAEMON
     if as_json:
         doc["now"] = now
         doc["healthy"] = ok
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        sys.stdout.write(render_text(doc, now))
+        sys.stdout.write(text)
     return EXIT_HEALTHY if ok else EXIT_FAILING

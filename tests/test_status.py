@@ -158,6 +158,14 @@ def test_no_status_exits_2(tmp_path):
     alive = tmp_path / "alive.json"  # the same document from a live process: healthy
     alive.write_text(json.dumps(status.build(ledger, os.getpid(), time.time(), None)))
     assert rconfd("status", "--status-file", alive).rc == 0
+    for broken in ({"started_at": "noon"}, {"secrets": [{"path": 1}]}, {"templates": None},
+                   {"ready": None}):
+        doc = {**status.build(ledger, os.getpid(), time.time(), None), **broken}
+        if broken == {"ready": None}:
+            del doc["ready"]  # a field missing
+        alive.write_text(json.dumps(doc))
+        r = rconfd("status", "--status-file", alive)
+        assert r.rc == 2 and "malformed status file" in r.err and "Traceback" not in r.err, r.err
 
 
 def test_status_file_none_writes_nothing(tmp_path):
