@@ -46,7 +46,7 @@ def run_hook(kind: str, label: str, argv: Sequence[str], timeout: float = HOOK_T
     log.info("%s: running %s hook %s", label, kind, argv[0])
     try:
         proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=timeout)
+                              stderr=subprocess.DEVNULL, timeout=timeout)
     except subprocess.TimeoutExpired:
         log.error("%s: %s hook %s timed out after %gs", label, kind, argv[0], timeout)
         return False
@@ -133,16 +133,35 @@ def s6_control(service_dir: str, command: str) -> bool:
     """Send an s6-svc command letter (h: SIGHUP, t: SIGTERM, r: restart, ...) to a supervised
     service by writing it to `<dir>/supervise/control`, exactly as `s6-svc` does.
 
-    A missing service or a dead supervisor is logged, never fatal.
+    A missing service or a dead supervisor is logged, never fatal. The path is reached as
+    outputs are (fs.py: no link another user planted is followed) and the control file must be
+    a FIFO: a service dir its user owns cannot make root write into another file.
     """
-    control = os.path.join(service_dir, "supervise", "control")
+    import stat
+
+    from .fs import UnsafePath, open_dir
+
     try:
-        fd = os.open(control, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        why = "no supervisor is running" if e.errno == errno.ENXIO else e.strerror
-        log.warning("cannot signal s6 service %s: %s", service_dir, why)
+        dfd = open_dir(os.path.join(service_dir, "supervise"))
+    except UnsafePath as e:
+        log.warning("cannot signal s6 service %s: %s", service_dir, e)
         return False
     try:
+        fd = os.open("control", os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=dfd)
+    except OSError as e:
+        why = ("no supervisor is running" if e.errno == errno.ENXIO
+               else "supervise/control is a symbolic link" if e.errno == errno.ELOOP
+               else e.strerror)
+        log.warning("cannot signal s6 service %s: %s", service_dir, why)
+        return False
+    finally:
+        os.close(dfd)
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            log.warning("cannot signal s6 service %s: supervise/control is not a FIFO",
+                        service_dir)
+            return False
         os.write(fd, command.encode())
     except OSError as e:
         log.warning("cannot signal s6 service %s: %s", service_dir, e.strerror)

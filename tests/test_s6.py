@@ -220,6 +220,41 @@ def test_s6_control_writes_the_command_letter(tmp_path):
         os.close(fd)
 
 
+@pytest.mark.parametrize("plant", ["control", "supervise"])
+def test_s6_control_never_writes_through_a_link_the_service_user_planted(
+        hostile, shared_tmp, caplog, plant):
+    """The service dir belongs to the service's user, who links `supervise/control` (or
+    `supervise`) to a root file: root writes nothing into it."""
+    svc = shared_tmp / "svc"
+    (svc / "supervise").mkdir(parents=True)
+    hostile.own(svc)
+    hostile.own(svc / "supervise")
+    victim = shared_tmp / "root-file"
+    victim.write_text("untouched\n")
+    victim.chmod(0o600)
+    if plant == "control":
+        hostile.run("ln", "-s", str(victim), str(svc / "supervise" / "control"))
+    else:
+        hostile.run("rm", "-r", str(svc / "supervise"))
+        root_dir = shared_tmp / "root-dir"
+        root_dir.mkdir(mode=0o700)
+        os.mkfifo(root_dir / "control")
+        fd = os.open(root_dir / "control", os.O_RDONLY | os.O_NONBLOCK)
+        hostile.run("ln", "-s", str(root_dir), str(svc / "supervise"))
+    try:
+        assert s6_control(str(svc), "t") is False
+        if plant == "supervise":
+            try:
+                assert os.read(fd, 10) == b""  # nothing was written to root's FIFO
+            except BlockingIOError:
+                pass
+    finally:
+        if plant == "supervise":
+            os.close(fd)
+    assert victim.read_text() == "untouched\n"
+    assert "cannot signal s6 service" in caplog.text
+
+
 
 
 @pytest.mark.parametrize("code,halts", [("2", True), ("1", False), ("256", False)])
