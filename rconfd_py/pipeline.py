@@ -49,6 +49,7 @@ class Pipeline:
     def use_config(self, config: Config) -> None:
         """A config reloaded (SIGHUP): the templates rendered from now on."""
         self.config = config
+        self._owners = {}  # keyed by the old templates: resolved again at their first write
 
     # -- fetch ---------------------------------------------------------------------------
     @property

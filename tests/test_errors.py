@@ -4,6 +4,8 @@ nothing on disk touched, and no secret value in any log line."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,25 @@ def test_no_secret_value_in_any_log_line_even_on_error(tmp_path, vault_env, stac
             assert value not in run.err
     assert "<redacted>" in bad.err  # the message is still there, masked
     assert "debug:" in ok.err  # -v really was on
+
+
+def test_an_exe_secret_that_times_out_is_killed_with_what_it_started(shared_tmp):
+    """Its process group goes: no grandchild is left holding rconfd-py's pipe or running."""
+    from rconfd_py.backends import Sources
+    from rconfd_py.backends.exe import fetch
+    from rconfd_py.errors import SourceError
+    from rconfd_py.refs import parse_ref
+
+    shared_tmp.chmod(0o777)  # the command runs as nobody when we are root
+    pidfile = shared_tmp / "grandchild"
+    ref = parse_ref(f"exe:str:/bin/sh -c 'sleep 60 & echo $! > {pidfile}; wait'")
+    with pytest.raises(SourceError, match="timed out after 0.5s"):
+        fetch(ref, Sources(exe_timeout=0.5))
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the grandchild {pid} still runs")

@@ -34,6 +34,7 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
     argv = ref.argv
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                start_new_session=True,  # killed whole, what it started too
                                 stderr=subprocess.DEVNULL, cwd="/", **_drop_privileges())
     except OSError as e:
         raise SourceError(f"{ref}: cannot run {argv[0]}: {e.strerror}") from None
@@ -41,10 +42,10 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
         try:
             out = _read(proc, sources.exe_timeout)
         except _TooMuch:
-            proc.kill()
+            _kill(proc)
             raise SourceError(f"{ref}: output larger than {MAX_OUTPUT >> 20} MiB") from None
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _kill(proc)
             raise SourceError(f"{ref}: timed out after {sources.exe_timeout:g}s") from None
     if proc.returncode != 0:
         raise SourceError(f"{ref}: exited with status {proc.returncode}")
@@ -53,6 +54,15 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
     except UnicodeDecodeError:
         raise SourceError(f"{ref}: output is not UTF-8 text") from None
     return Secret(ref=ref, value=decode(ref, text), fetched_at=sources.clock())
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
 
 
 class _TooMuch(Exception):

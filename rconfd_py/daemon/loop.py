@@ -205,6 +205,14 @@ class Daemon:
             if entry.next is None and Timer(Kind.TOKEN, entry.role) not in self.timers:
                 self._plan_token(entry, policy.token_plan(entry, now, self.rng))
 
+    def _plan_role(self, role: str, plan: Plan) -> None:
+        """A plan for a role's token, whether or not it has one yet (a login that failed)."""
+        entry = self.ledger.tokens.get(role)
+        if entry is not None:
+            self._plan_token(entry, plan)
+        else:
+            self.timers.set(Timer(Kind.TOKEN, role), plan.at)
+
     def _plan_token(self, entry: TokenEntry, plan: Plan | None) -> None:
         entry.next = plan
         if plan is not None:
@@ -318,11 +326,7 @@ class Daemon:
             self.ledger.count("login", "failed")
             self._failed(f"logging in as role {role}", e)
             n = old.failed(str(e), now) if old is not None else 1
-            plan = policy.login_failed(old, e, now, self.rng, n)
-            if old is not None:
-                self._plan_token(old, plan)
-            else:
-                self.timers.set(Timer(Kind.TOKEN, role), plan.at)
+            self._plan_role(role, policy.login_failed(old, e, now, self.rng, n))
             return
         self.ledger.observe("login", self.clock() - now)
         self.ledger.count("login", "ok")
@@ -406,9 +410,7 @@ class Daemon:
             e = errors[ref]
             self._failed(str(ref), e)
             if ref.backend == "vault" and policy.relogin_after_fetch_error(e):
-                self.timers.set(Timer(Kind.TOKEN, ref.role), now)  # the token may be gone
-                if (tok := self.ledger.tokens.get(ref.role)) is not None:
-                    tok.next = Plan(Act.RELOGIN, now)
+                self._plan_role(ref.role, Plan(Act.RELOGIN, now))  # the token may be gone
             if entry is not None:
                 entry.failed(str(e), now)
                 self._plan_secret(entry, policy.fetch_failed(entry, e, now, self.rng))
