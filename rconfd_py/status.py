@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from . import fs
+from .errors import RconfdError
 from .logs import safe
 
 TYPE_CHECKING = False
@@ -129,6 +130,7 @@ class Reporter:
         self._written = False  # the file exists (removed when the daemon stops)
         self._written_at = -MIN_INTERVAL
         self._error = ""
+        self._writer = None  # output.Writer, made at the first write (it knows its file)
 
     def update(self) -> float | None:
         """Publish the document if it changed; write the file if it differs from the last one
@@ -145,9 +147,14 @@ class Reporter:
         if now < self._written_at + MIN_INTERVAL:
             return self._written_at + MIN_INTERVAL
         self._written_at, self._dirty = now, False  # a failed write is tried at the next change
+        if self._writer is None:
+            from .output import Writer
+
+            self._writer = Writer()
         try:
-            write_atomic(self.path, json.dumps(doc, separators=(",", ":")).encode())
-        except (OSError, fs.UnsafePath) as e:
+            write_atomic(self.path, json.dumps(doc, separators=(",", ":")).encode(),
+                         self._writer)
+        except (OSError, fs.UnsafePath, RconfdError) as e:
             text = f"cannot write the status file {self.path}: {e}"
             if text != self._error:  # once per distinct error
                 log.warning("%s", text)
@@ -175,39 +182,15 @@ class Reporter:
             os.close(dfd)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write `path` 0644 through a temporary file renamed over it, in its directory (created
-    0755), reached without following a link someone else planted (fs.py); the name itself is
-    replaced, never followed."""
+def write_atomic(path: str, data: bytes, writer=None) -> None:
+    """Write `path` 0644 as outputs are written (output.Writer): a temporary file renamed over
+    it in its directory (created 0755), no link planted by another user followed, the name
+    itself replaced, never followed, and temp files a killed daemon left swept."""
+    from pathlib import Path
 
-    directory, _, name = path.rpartition("/")
-    if not name or name in (".", ".."):
-        raise fs.UnsafePath(f"{path}: not a file name")
-    dfd = fs.open_dir(directory or ("/" if path.startswith("/") else "."), create=True)
-    tmp = f".{name}.{os.getpid()}.tmp"
-    try:
-        try:
-            os.unlink(tmp, dir_fd=dfd)
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644, dir_fd=dfd)
-        try:
-            os.fchmod(fd, 0o644)  # whatever the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dfd)
-        except OSError:
-            pass
-        raise
-    finally:
-        os.close(dfd)
+    from .output import Writer
+
+    (writer or Writer()).write({Path(os.path.abspath(path)): data}, 0o644, None)
 
 
 # -- the reader: `rconfd-py status` ----------------------------------------------------------------
