@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from .errors import OutputError, RconfdError
-from .fs import FILE_FLAGS, UnsafePath, open_dir
+from .fs import FILE_FLAGS, UnsafePath, open_dir, read_capped
 from .logs import MASK, escape, redactor, safe
 
 MAX_READ = 16 << 20  # bytes of a current file read for the diff
@@ -100,13 +100,10 @@ def _current(path: Path) -> bytes | str:
                 return "not a regular file, not read: the write would replace it"
             if st.st_nlink != 1:
                 return "a file with several hard links, not read: the write would replace it"
-            if st.st_size > MAX_READ:
-                return f"a file of {st.st_size} bytes, not read: the write would replace it"
-            chunks, size = [], 0
-            while size <= MAX_READ and (chunk := os.read(fd, 1 << 16)):
-                chunks.append(chunk)
-                size += len(chunk)
-            return b"".join(chunks)
+            data = read_capped(fd, MAX_READ) if st.st_size <= MAX_READ else None
+            if data is None:
+                return f"a file of more than {MAX_READ} bytes, not read: the write would replace it"
+            return data
         finally:
             os.close(fd)
     finally:

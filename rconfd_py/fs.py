@@ -31,6 +31,18 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
+def read_capped(fd: int, limit: int) -> bytes | None:
+    """The rest of the open file, or None when it holds more than `limit` bytes: never more
+    than one byte past the limit is read (a file its owner grows meanwhile costs nothing)."""
+    chunks, size = [], 0
+    while chunk := os.read(fd, min(1 << 16, limit + 1 - size)):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class UnsafePath(Exception):
     """The path cannot be reached safely (or at all); the message names the component."""
 

@@ -135,3 +135,17 @@ def test_root_links_on_a_read_only_mount_are_followed_whatever_the_modes(shared_
         assert (out / "out.txt").read_text() == "hunter22\n"
     finally:
         subprocess.run(["umount", "-l", str(vol)], check=False)
+
+
+def test_read_capped_reads_at_most_one_byte_past_the_limit(tmp_path):
+    from rconfd_py.fs import read_capped
+
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 10)
+    for limit, want in ((10, b"x" * 10), (11, b"x" * 10), (9, None), (0, None)):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            assert read_capped(fd, limit) == want
+            assert os.lseek(fd, 0, os.SEEK_CUR) <= limit + 1
+        finally:
+            os.close(fd)

@@ -9,7 +9,7 @@ there would hang the read or never end), up to MAX_SIZE.
 import os
 
 from ..errors import SourceError
-from ..fs import UnsafePath, open_file
+from ..fs import UnsafePath, open_file, read_capped
 from ..refs import SecretRef
 from ..secret import Secret
 from . import decode
@@ -23,21 +23,15 @@ def fetch(ref: SecretRef, now: float) -> Secret:
     except UnsafePath as e:
         raise SourceError(f"{ref}: cannot read {ref.path}: {e}") from None
     try:
-        if st.st_size > MAX_SIZE:
+        data = read_capped(fd, MAX_SIZE) if st.st_size <= MAX_SIZE else None
+        if data is None:
             raise SourceError(f"{ref}: {ref.path} is larger than {MAX_SIZE >> 20} MiB")
-        chunks = []
-        size = 0
-        while chunk := os.read(fd, 1 << 16):
-            size += len(chunk)
-            if size > MAX_SIZE:  # grew while read
-                raise SourceError(f"{ref}: {ref.path} is larger than {MAX_SIZE >> 20} MiB")
-            chunks.append(chunk)
     except OSError as e:
         raise SourceError(f"{ref}: cannot read {ref.path}: {e.strerror}") from None
     finally:
         os.close(fd)
     try:
-        text = b"".join(chunks).decode("utf-8")
+        text = data.decode("utf-8")
         text = text.replace("\r\n", "\n").replace("\r", "\n")  # as open() in text mode did
     except UnicodeDecodeError:
         raise SourceError(f"{ref}: {ref.path} is not UTF-8 text") from None
