@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import ConfigError
-from .refs import RefError, SecretRef, parse_ref
+from .refs import CONTROL, RefError, SecretRef, parse_ref
 from .subst import BadSubstitution, UndefinedVariable, substitute
 
 DEFAULT_MODE = 0o640
@@ -36,7 +36,6 @@ _MODE = re.compile(r"[0-7]{1,4}")
 MAX_MODE = 0o777
 # Control characters (C0, DEL, C1) in a path or user name: refused, they only ever come from a
 # mistake or an attack, and would break one-line log messages.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class TemplateConf:
@@ -182,7 +181,7 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
 
     if not name:
         raise fail("", "empty template path")
-    if _CONTROL.search(name):
+    if CONTROL.search(name):
         raise fail("", "the template path contains a control character")
     if not isinstance(body, dict):
         raise fail("", "expected an object with dir, mode, user, secrets, hooks")
@@ -209,7 +208,7 @@ def _template(path: Path, config_dir: Path, name: str, body: object,
         return value
 
     def no_control(key: str, value: str) -> str:
-        if _CONTROL.search(value):
+        if CONTROL.search(value):
             raise fail(key, "contains a control character (newline, tab, ...)")
         return value
 

@@ -18,7 +18,7 @@ from collections import namedtuple
 BACKENDS = ("vault", "env", "file", "exe")
 METHODS = ("GET", "PUT", "POST", "LIST")
 FORMATS = ("str", "js")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # refused in paths, names, secret paths
 
 
 class RefError(ValueError):
@@ -51,7 +51,7 @@ class SecretRef(namedtuple("SecretRef", "text backend path role method kwargs fm
 
 def parse_ref(text: str) -> SecretRef:
     """Parse one secret path; raise RefError with a precise reason."""
-    bad = _CONTROL.search(text)
+    bad = CONTROL.search(text)
     if bad:
         raise RefError(f"control character {bad.group()!r} at offset {bad.start()} "
                        f"(newline, tab, NUL, ... are not allowed in a secret path)")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from . import logs
 from .errors import ConfigError, TemplateError
+from .refs import CONTROL
 
 ENGINES = ("rjsonnet", "jsonnet")
 _LOCATION = re.compile(r"\S+:\d+(:\d+(-\d+)?)?")
 # Control characters (C0, DEL, C1) in an output file name: refused (a newline would also break
 # one-line log messages).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _engine(name: str):
@@ -82,7 +82,8 @@ class _NonFinite(float):
 
 
 # A JSON string, or a bare non-finite number as rjsonnet prints it.
-_NON_FINITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?)\b(inf|NaN)\b')
+# compiled (and cached by re) on the error path only
+_NON_FINITE = r'"(?:[^"\\]|\\.)*"|(-?)\b(inf|NaN)\b'
 
 
 def _load_output(template: Path, out: str) -> object:
@@ -98,7 +99,8 @@ def _load_output(template: Path, out: str) -> object:
         raise TemplateError(f"{template}: the output is nested too deeply") from None
     except ValueError as e:
         # rjsonnet prints inf, -inf and NaN bare: make them JSON constants to find the key.
-        fixed = _NON_FINITE.sub(
+        fixed = re.sub(
+            _NON_FINITE,
             lambda m: m.group(0) if m.group(2) is None else
             (m.group(1) + "Infinity" if m.group(2) == "inf" else "NaN"), out)
         try:
@@ -148,7 +150,7 @@ def render_files(template: Path, secrets: Mapping[str, object], jpath: Sequence[
     """Evaluate and manifest: strings as-is ending with one newline, other values as JSON."""
     files: dict[str, bytes] = {}
     for name, value in evaluate(template, secrets, jpath, engine).items():
-        if not name or _CONTROL.search(name):
+        if not name or CONTROL.search(name):
             raise TemplateError(f"{template}: invalid output file name {name!r}")
         try:
             if isinstance(value, str):
