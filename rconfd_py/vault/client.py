@@ -65,7 +65,7 @@ class VaultClient:
             raise ConfigError(f"Vault TLS: {e}") from None
         try:
             self._http = HTTPClient(self.base, timeout=timeout, headers=headers,
-                                    context_factory=lambda: context,
+                                    context=context,
                                     server_name=tls_server_name)
         except ValueError as e:
             raise ConfigError(f"Vault address (-u): {e}") from None

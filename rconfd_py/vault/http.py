@@ -120,8 +120,8 @@ class _Stale(Exception):
 
 
 class HTTPClient:
-    def __init__(self, base_url: str, *, cafile: str | None = None, timeout: float = 10.0,
-                 headers: dict[str, str] | None = None, context_factory=None,
+    def __init__(self, base_url: str, *, timeout: float = 10.0,
+                 headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None,
                  server_name: str | None = None):
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -129,22 +129,16 @@ class HTTPClient:
         self.base = base_url.rstrip("/")
         self.timeout = timeout
         self.headers = {"Accept": "application/json", **(headers or {})}
-        self._cafile = cafile
-        self._context_factory = context_factory
         self._server_name = server_name
-        self._ssl = None
+        self._ssl = context
         self._lock = threading.Lock()
         self._local = threading.local()
 
-    def _context(self):
+    def _context(self) -> ssl.SSLContext:
+        """The TLS context given; for an http:// Vault redirected to https, the system's."""
         with self._lock:
             if self._ssl is None:
-                if self._context_factory is not None:
-                    self._ssl = self._context_factory()
-                else:
-                    import ssl
-
-                    self._ssl = ssl.create_default_context(cafile=self._cafile)
+                self._ssl = tls_context()
             return self._ssl
 
     def _conns(self) -> dict:
