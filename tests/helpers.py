@@ -114,3 +114,51 @@ def self_signed(tmp_path: Path):
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     return ctx
+
+
+def captured_log(name: str = "rconfd_py"):
+    """A context manager: the lines the CLI's handler prints for logger `name` (at DEBUG, with
+    the CLI's level names) go to the StringIO it yields."""
+    import contextlib
+    import io
+    import logging
+
+    from rconfd_py import logs
+
+    @contextlib.contextmanager
+    def capture():
+        for level, level_name in logs.LEVEL_NAMES:  # as logs.setup() names them
+            logging.addLevelName(level, level_name)
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
+        log = logging.getLogger(name)
+        handlers, level, propagate = log.handlers[:], log.level, log.propagate
+        log.handlers[:], log.propagate = [handler], False
+        log.setLevel(logging.DEBUG)
+        try:
+            yield stream
+        finally:
+            log.handlers[:], log.propagate = handlers, propagate
+            log.setLevel(level)
+
+    return capture()
+
+
+def fresh_redactor():
+    """A context manager: a new process-wide redactor (the formatters and the Vault client use
+    it) for the duration, the old one back after."""
+    import contextlib
+
+    from rconfd_py import logs
+    from rconfd_py.logs import Redactor
+
+    @contextlib.contextmanager
+    def swap():
+        saved, logs.redactor = logs.redactor, Redactor()
+        try:
+            yield logs.redactor
+        finally:
+            logs.redactor = saved
+
+    return swap()

@@ -2,7 +2,6 @@
 whatever text it quotes: unit tests through the real logging pipeline, then the real CLI
 against OpenBao at -v, as an attacker would try."""
 
-import io
 import json
 import logging
 import re
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli import rconfd
+from helpers import captured_log
 
 from rconfd_py import logs
 from rconfd_py.logs import MASK, Redactor
@@ -61,16 +61,8 @@ def fresh(monkeypatch):
 
 def emit(msg, *args, exc_info=None, level=logging.ERROR) -> str:
     """What the CLI's handler prints for one log call."""
-    for lvl, name in logs.LEVEL_NAMES:  # as logs.setup() names them
-        logging.addLevelName(lvl, name)
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
-    logger = logging.getLogger("rconfd-test-logs")
-    logger.propagate = False
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG)
-    logger.log(level, msg, *args, exc_info=exc_info)
+    with captured_log("rconfd-test-logs") as stream:
+        logging.getLogger("rconfd-test-logs").log(level, msg, *args, exc_info=exc_info)
     return stream.getvalue()
 
 
@@ -368,22 +360,12 @@ def test_guarded_masks_an_error_detail_whole_before_splitting_it(fresh):
     from rconfd_py.errors import BuildError, guarded
 
     fresh.add("s", "+-*\n=/%\nlong-enough-line")
-    for lvl, name in logs.LEVEL_NAMES:  # as logs.setup() names them
-        logging.addLevelName(lvl, name)
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
-    log = logging.getLogger("rconfd_py")
-    saved = log.handlers[:], log.level, log.propagate
-    log.handlers[:], log.propagate = [handler], False
-    log.setLevel(logging.DEBUG)
-    try:
-        def work():
-            raise BuildError("build failed", detail="out: +-*\n=/%\nlong-enough-line\u2028tail")
+
+    def work():
+        raise BuildError("build failed", detail="out: +-*\n=/%\nlong-enough-line\u2028tail")
+
+    with captured_log() as stream:
         assert guarded(work) == BuildError.exit_code
-    finally:
-        log.handlers[:], level, log.propagate = saved
-        log.setLevel(level)
     assert stream.getvalue() == ("rconfd-py: error: build failed\n"
                                  f"rconfd-py: debug: out: {MASK}\\u2028tail\n")
 

@@ -21,9 +21,10 @@ import unicodedata
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from helpers import captured_log, fresh_redactor
 
 from rconfd_py import logs
-from rconfd_py.logs import MASK, MIN_LEN, Redactor
+from rconfd_py.logs import MASK, MIN_LEN
 from rconfd_py.vault.client import MAX_ERROR, _errors
 
 HEAD = "rconfd-py: error: "
@@ -125,8 +126,7 @@ def check(out: str, leaf, form: str, surroundings: list[str]) -> None:
 @SETTINGS
 @given(value=VALUE, data=st.data())
 def test_no_form_of_a_registered_value_reaches_a_log_line(value, data):
-    saved, logs.redactor = logs.redactor, Redactor()
-    try:
+    with fresh_redactor():
         logs.redactor.add("secret", value)
         assume(leaves(value))
         leaf = data.draw(st.sampled_from(leaves(value)))
@@ -139,15 +139,12 @@ def test_no_form_of_a_registered_value_reaches_a_log_line(value, data):
         around = [prefix + sep1, sep2 + suffix, HEAD + prefix + sep1]
         check(printed(message), leaf, form, around)
         check(printed(message, args=False), leaf, form, around)
-    finally:
-        logs.redactor = saved
 
 
 @SETTINGS
 @given(value=VALUE, data=st.data())
 def test_vault_echoing_a_value_at_any_offset_of_the_cut(value, data):
-    saved, logs.redactor = logs.redactor, Redactor()
-    try:
+    with fresh_redactor():
         logs.redactor.add("secret", value)
         assume(leaves(value))
         leaf = data.draw(st.sampled_from(leaves(value)))
@@ -162,8 +159,6 @@ def test_vault_echoing_a_value_at_any_offset_of_the_cut(value, data):
         around = [HEAD + "POST /v1/transit/hmac/k: HTTP 400: " + "x" * pad + sep1 + "...",
                   sep2 + suffix + "...", sep1.replace("\n", " "), sep2.replace("\n", " ")]
         check(out, leaf, form, around)
-    finally:
-        logs.redactor = saved
 
 
 # -- end to end: a value the engine prints, cut and split by rconfd-py's error path ------------
@@ -186,20 +181,8 @@ def logged_error(template: str, value: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp) / "t.jsonnet"
         t.write_text(template)
-        for lvl, name in logs.LEVEL_NAMES:
-            logging.addLevelName(lvl, name)
-        stream = io.StringIO()
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(logs.RedactingFormatter(logs.FORMAT))
-        log = logging.getLogger("rconfd_py")
-        saved = log.handlers[:], log.level, log.propagate
-        log.handlers[:], log.propagate = [handler], False
-        log.setLevel(logging.DEBUG)
-        try:
+        with captured_log() as stream:
             guarded(lambda: evaluate(t, {"pw": value}) and 0)
-        finally:
-            log.handlers[:], level, log.propagate = saved
-            log.setLevel(level)
         return stream.getvalue().replace(tmp, "/TMP")
 
 
@@ -211,13 +194,10 @@ def test_no_run_of_a_value_the_engine_prints_shows_in_its_error(runs, seps, how)
     two `\\u{..}` escapes) stays hidden: 4+ characters anywhere, shorter ones with a letter or
     digit as whole words; and every line is a record's."""
     value = "".join(r + s for r, s in zip(runs, seps)) + runs[-1]
-    saved, logs.redactor = logs.redactor, Redactor()
-    try:
+    with fresh_redactor():
         baseline = logged_error(TEMPLATES[how], "zzzz")  # the words of the message itself
         logs.redactor.add("secret", {"pw": value})
         out = logged_error(TEMPLATES[how], value)
-    finally:
-        logs.redactor = saved
     lines = out.split("\n")
     assert lines[-1] == "" and all(ln.startswith("rconfd-py: ") for ln in lines[:-1]), out
     assert not [c for c in out if unicodedata.category(c) in ("Cc", "Zl", "Zp") and c != "\n"]
