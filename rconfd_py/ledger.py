@@ -122,8 +122,10 @@ class SecretEntry(_Entry):
 
     @property
     def length(self) -> float:
-        """What it was granted at its fetch (lease or certificate lifetime)."""
-        return (self.expires_at or self.fetched_at) - self.fetched_at
+        """What it was granted at its fetch (lease or certificate lifetime), whatever renewals
+        made of `expires_at` since."""
+        end = self.secret.expires_at if self.secret is not None else None
+        return (end or self.fetched_at) - self.fetched_at
 
 
 class Ledger:
