@@ -38,8 +38,9 @@ def check(settings: Settings) -> int:
                 problems.append(ConfigError(f"{t.source}: {t.name!r}.secrets[{ref.text!r}]: "
                                             f"{ref.argv[0]} is not an executable file"))
             if ref.backend == "file" and not os.path.isfile(ref.path):
+                what = "is not a regular file" if os.path.lexists(ref.path) else "does not exist"
                 problems.append(ConfigError(f"{t.source}: {t.name!r}.secrets[{ref.text!r}]: "
-                                            f"{ref.path} does not exist"))
+                                            f"{ref.path} {what}"))
     for p in problems:
         log.error("%s", p)
     if problems:

@@ -54,6 +54,20 @@ def test_check_reports_every_problem(tmp_path):
         assert needle in text, text
 
 
+def test_check_names_a_file_secret_that_is_not_a_regular_file(tmp_path):
+    """A directory or a device is not "missing": check says what the real run would refuse."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "t.jsonnet").write_text("{}")
+    (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {"secrets": {
+        f"file:str:{tmp_path}": "d", "file:str:/dev/null": "n"}}}))
+    r = rconfd("check", "-d", cfg)
+    assert r.rc != 0
+    assert f"{tmp_path} is not a regular file" in r.err, r.err
+    assert "/dev/null is not a regular file" in r.err, r.err
+    assert "does not exist" not in r.err, r.err
+
+
 def test_check_config_error_names_key(tmp_path):
     cfg = tmp_path / "cfg"
     cfg.mkdir()
