@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .errors import OutputError, RconfdError
 from .fs import FILE_FLAGS, UnsafePath, open_dir, read_capped
-from .logs import MASK, escape, redactor, safe
+from .redact import MASK, escape, redactor, safe
 
 MAX_READ = 16 << 20  # bytes of a current file read for the diff
 

@@ -83,12 +83,12 @@ def guarded(work: Callable[[], int]) -> int:
     except RconfdError as e:
         log.error("%s", e)
         if e.detail:
-            from . import logs
+            from . import redact
 
             # masked whole first (a secret's lines masked one by one would not all be
             # recognised), then each line its own record; lines end at "\n" only: the other
             # line breaks ("\u2028"...) stay in their line, escaped
-            for line in logs.redactor.redact(e.detail).split("\n"):
+            for line in redact.redactor.redact(e.detail).split("\n"):
                 if line.strip():
                     log.debug("%s", line)
         return e.exit_code

@@ -78,7 +78,7 @@ def run_check(label: str, argv: Sequence[str], staged: str, target: str,
 
     from .config import CHECK_PLACEHOLDER
     from .errors import CheckError
-    from .logs import redactor
+    from .redact import redactor
 
     args = [a.replace(CHECK_PLACEHOLDER, staged) for a in argv]
     env = {**os.environ, "RCONFD_CHECK_FILE": staged, "RCONFD_CHECK_TARGET": target}

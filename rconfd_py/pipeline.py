@@ -19,7 +19,7 @@ from .backends import Sources, fetch
 from .config import RELOAD_SIGNALS, Config, TemplateConf, load_config
 from .errors import OutputError, RconfdError, TemplateError
 from .ledger import Ledger
-from .logs import redactor
+from .redact import redactor
 from .output import Writer, WriteResult, output_path, resolve_owner
 from .refs import SecretRef
 from .render import render_files

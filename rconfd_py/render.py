@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import logs
+from . import logs, redact
 from .errors import ConfigError, TemplateError
 from .refs import CONTROL
 
@@ -63,7 +63,7 @@ def evaluate(template: Path, secrets: Mapping[str, object], jpath: Sequence[str]
             if why:
                 raise TemplateError(f"{template}: {why}") from None
         # masked whole, before it is cut: a piece of a secret would no longer be recognised
-        message = logs.redactor.redact(str(e))
+        message = redact.redactor.redact(str(e))
         err = TemplateError(f"{template}: {trim_error(message)}")
         err.detail = message
         raise err from None
@@ -186,7 +186,7 @@ def parse_check(template: Path, jpath: Sequence[str] = (), engine: str = "rjsonn
                          jpathdir=list(jpath), ext_codes={"secrets": "{}"})
     except RuntimeError as e:
         if str(e).lower().startswith(_STATIC):
-            raise TemplateError(f"{template}: {trim_error(logs.redactor.redact(str(e)))}"
+            raise TemplateError(f"{template}: {trim_error(redact.redactor.redact(str(e)))}"
                                 ) from None
 
 

@@ -2,7 +2,7 @@
 the file `rconfd-py status` reads it from.
 
     build(ledger, ...)   -> a dict of plain values (no secret value: paths, roles, kinds, expiry
-                            times, next actions, errors run through logs.safe)
+                            times, next actions, errors run through redact.safe)
     Reporter.update(now) -> after each wake-up of the daemon loop: publish the document to the
                             metrics endpoint (metrics.py) when it changed, and write the status
                             file, atomically, when it changed and at most once per MIN_INTERVAL
@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from . import fs
 from .errors import RconfdError
-from .logs import safe
+from .redact import safe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -150,15 +150,15 @@ def fresh_redactor():
     it) for the duration, the old one back after."""
     import contextlib
 
-    from rconfd_py import logs
-    from rconfd_py.logs import Redactor
+    from rconfd_py import redact
+    from rconfd_py.redact import Redactor
 
     @contextlib.contextmanager
     def swap():
-        saved, logs.redactor = logs.redactor, Redactor()
+        saved, redact.redactor = redact.redactor, Redactor()
         try:
-            yield logs.redactor
+            yield redact.redactor
         finally:
-            logs.redactor = saved
+            redact.redactor = saved
 
     return swap()

@@ -11,8 +11,8 @@ import pytest
 from cli import rconfd
 from helpers import captured_log
 
-from rconfd_py import logs
-from rconfd_py.logs import MASK, Redactor
+from rconfd_py import logs, redact
+from rconfd_py.redact import MASK, Redactor
 
 
 def test_masks_plain_escaped_numeric_and_multiline_values():
@@ -53,9 +53,9 @@ def test_a_value_registered_after_a_log_line_is_masked_in_the_next():
 @pytest.fixture
 def fresh(monkeypatch):
     """A fresh redactor in place of the process-wide one (the formatter and the Vault client
-    use `logs.redactor`)."""
+    use `redact.redactor`)."""
     r = Redactor()
-    monkeypatch.setattr(logs, "redactor", r)
+    monkeypatch.setattr(redact, "redactor", r)
     return r
 
 
@@ -77,13 +77,13 @@ def test_short_values_are_masked_as_whole_words_in_what_a_line_quotes(fresh):
                  "answer 42", "'x#'"):
         line = emit("%s", text)
         assert not whole_word("735", line) and not whole_word("42", line), line
-        assert "x#" not in line and logs.MASK in line, line
+        assert "x#" not in line and redact.MASK in line, line
     # inside a longer word it is no secret (and the text stays readable)
     assert emit("%s", "serial 7350 v735 a42b") == "rconfd-py: error: serial 7350 v735 a42b\n"
     # booleans, empty and blank values are never masked (they cannot leak anything)
     assert emit("%s", "True true  ") == "rconfd-py: error: True true  \n"
     # a message without arguments is all quoted text
-    assert emit("pin 735 here") == f"rconfd-py: error: pin {logs.MASK} here\n"
+    assert emit("pin 735 here") == f"rconfd-py: error: pin {redact.MASK} here\n"
 
 
 def test_short_values_do_not_mask_our_own_wording_and_counts(fresh):
@@ -91,24 +91,24 @@ def test_short_values_do_not_mask_our_own_wording_and_counts(fresh):
     line = emit("rendered %d template(s), %d file(s) changed; %s", 2, 2,
                 "vault:r,POST,input=abc,version=2:transit/hmac/k: HTTP 400")
     assert line == ("rconfd-py: error: rendered 2 template(s), 2 file(s) changed; "
-                    f"vault:r,POST,input={logs.MASK},version={logs.MASK}:transit/hmac/k: "
+                    f"vault:r,POST,input={redact.MASK},version={redact.MASK}:transit/hmac/k: "
                     "HTTP 400\n")
     # %r and mapping arguments too
-    assert emit("%r", "abc") == f"rconfd-py: error: '{logs.MASK}'\n"
-    assert emit("%(k)s", {"k": "abc"}) == f"rconfd-py: error: {logs.MASK}\n"
+    assert emit("%r", "abc") == f"rconfd-py: error: '{redact.MASK}'\n"
+    assert emit("%(k)s", {"k": "abc"}) == f"rconfd-py: error: {redact.MASK}\n"
 
 
 def test_an_exception_argument_is_masked_by_its_text(fresh):
     fresh.add("s", {"pin": "735", "pw": "long-secret"})
     line = emit("%s", ValueError("bad pin 735 for long-secret"))
-    assert "735" not in line and "long-secret" not in line and line.count(logs.MASK) == 2
+    assert "735" not in line and "long-secret" not in line and line.count(redact.MASK) == 2
 
 
 def test_two_secrets_sharing_characters_are_both_hidden_entirely(fresh):
     fresh.add("a", "abcdef12")
     fresh.add("b", "ef12ghij")
     line = emit("%s", "xx abcdef12ghij yy")
-    assert line == f"rconfd-py: error: xx {logs.MASK} yy\n"
+    assert line == f"rconfd-py: error: xx {redact.MASK} yy\n"
 
 
 @pytest.mark.parametrize("evil,shown", [
@@ -138,7 +138,7 @@ def test_a_multi_line_secret_is_masked_raw_before_its_newlines_are_escaped(fresh
         for part in (pem, "AAAABBBBCCCC", "DDDD", "BEGIN KEY", json.dumps(pem)[1:-1]):
             assert part not in line, line
     # the whole value, not four masks with escaped newlines between them
-    assert emit("%s", f"key: {pem} end") == f"rconfd-py: error: key: {logs.MASK} end\n"
+    assert emit("%s", f"key: {pem} end") == f"rconfd-py: error: key: {redact.MASK} end\n"
 
 
 def test_every_form_a_message_prints_a_value_in_is_masked(fresh):
@@ -161,7 +161,7 @@ def test_a_traceback_keeps_its_lines_indented_and_masked(fresh):
     except ValueError as e:
         out = emit("internal error: %s", e, exc_info=True)
     first, *rest = out.rstrip("\n").split("\n")
-    assert first == f"rconfd-py: error: internal error: bad {logs.MASK} {logs.MASK}\\n" \
+    assert first == f"rconfd-py: error: internal error: bad {redact.MASK} {redact.MASK}\\n" \
                     "rconfd-py: error: forged\\x1b[2K"
     assert rest[0] == "  Traceback (most recent call last):" and len(rest) > 2
     assert all(ln.startswith("  ") for ln in rest)  # no line at column 0 but the record's
@@ -171,7 +171,7 @@ def test_a_traceback_keeps_its_lines_indented_and_masked(fresh):
 def test_the_short_value_pattern_is_built_once_per_change_of_the_set(fresh, monkeypatch):
     compiled = []
     real = re.compile
-    monkeypatch.setattr(logs.re, "compile", lambda *a: compiled.append(a) or real(*a))
+    monkeypatch.setattr(redact.re, "compile", lambda *a: compiled.append(a) or real(*a))
     fresh.add("pin", "735")
     for _ in range(5):
         emit("%s", "735")
@@ -237,7 +237,7 @@ def test_cli_a_3_character_secret_in_a_template_error_is_masked(tmp_path, vault_
     r = rconfd("-d", cfg, "-v", *jwt_args(vault_env))
     assert r.rc == 3 and "bad pin" in r.err and "debug:" in r.err, r.err
     assert not whole_word("7q3", r.err) and "long-pass-xyz" not in r.err, r.err
-    assert f"bad pin {logs.MASK}" in r.err and not out.exists()
+    assert f"bad pin {redact.MASK}" in r.err and not out.exists()
 
 
 def test_cli_request_parameters_are_secrets(tmp_path, vault_env):
@@ -247,7 +247,7 @@ def test_cli_request_parameters_are_secrets(tmp_path, vault_env):
                                       "mac"})
     ok = rconfd("-d", cfg, "-v", *jwt_args(vault_env), env={"IN": hmac_input})
     assert ok.rc == 0, ok.err
-    assert f"fetched vault:test-role,POST,input={logs.MASK}:transit/hmac/mysecret" in ok.err
+    assert f"fetched vault:test-role,POST,input={redact.MASK}:transit/hmac/mysecret" in ok.err
     assert hmac_input not in ok.err and hmac_input[:12] not in ok.err
     # Vault echoes a refused common_name in its error: a short one and a long one
     secrets = {"vault:test-role,POST,common_name=${CN1}:pki/issue/example.com": "c1",
@@ -259,8 +259,8 @@ def test_cli_request_parameters_are_secrets(tmp_path, vault_env):
     assert bad.rc == 4, bad.err
     refused = [ln for ln in bad.lines if "not allowed by this role" in ln]
     assert len(refused) == 2, bad.err  # Vault did echo both values
-    assert f"common_name={logs.MASK}:pki/issue/example.com" in refused[0]
-    assert f"common name {logs.MASK} not allowed" in refused[0]
+    assert f"common_name={redact.MASK}:pki/issue/example.com" in refused[0]
+    assert f"common name {redact.MASK} not allowed" in refused[0]
     assert not whole_word("q.z", bad.err) and "secret-cn" not in bad.err, bad.err
 
 
@@ -276,7 +276,7 @@ def test_cli_a_jwt_vault_echoes_in_a_long_error_is_never_printed_in_part(tmp_pat
     assert r.rc == 4 and "invalid duration" in r.err, r.err  # Vault echoed it
     pieces = [jwt_text[i:i + 16] for i in range(len(jwt_text) - 15)]
     assert not [p for p in pieces if p in r.err], r.err
-    assert f'invalid duration "{logs.MASK}"' in r.err
+    assert f'invalid duration "{redact.MASK}"' in r.err
     assert all(ln.startswith("rconfd-py: ") for ln in r.lines)
 
 
@@ -287,7 +287,7 @@ def test_cli_a_piece_of_a_request_parameter_vault_quotes_is_masked(tmp_path, vau
     cfg, _ = config(tmp_path, "{}", secrets)
     r = rconfd("-d", cfg, "-v", *jwt_args(vault_env), env={"TTL": "hunter2longpassword"})
     assert r.rc == 4 and "strconv.ParseInt: parsing" in r.err, r.err  # Vault echoed a piece
-    assert "hunter2" not in r.err and f'parsing "{logs.MASK}"' in r.err, r.err
+    assert "hunter2" not in r.err and f'parsing "{redact.MASK}"' in r.err, r.err
 
 
 def test_cli_output_keys_and_errors_cannot_forge_log_lines(tmp_path):
@@ -318,7 +318,7 @@ def env_run(tmp_path: Path, template: str, value: str, *args: str, kind: str = "
 
 def shown(part: str, text: str) -> bool:
     """Whether `part` of a secret shows: anywhere (4+ characters) or as a whole word."""
-    return part in text if len(part) >= logs.MIN_LEN else whole_word(part, text)
+    return part in text if len(part) >= redact.MIN_LEN else whole_word(part, text)
 
 
 def assert_log_lines(err: str) -> None:
@@ -338,7 +338,7 @@ def test_cli_a_multi_line_secret_with_short_lines_shows_none_of_them(tmp_path, v
     hides it)."""
     r, out = env_run(tmp_path, ERROR_PW, value, "-v")
     assert r.rc == 3 and "runtime error: " in r.err and "error statement" in r.err, r.err
-    parts = [p.strip(logs.BLANK) for p in re.split("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]", value)]
+    parts = [p.strip(redact.BLANK) for p in re.split("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]", value)]
     assert [p for p in parts if p and shown(p, r.err)] == [], r.err
     assert_log_lines(r.err)
     assert not out.exists()
@@ -380,7 +380,7 @@ def test_cli_a_template_error_cannot_break_a_record_with_any_line_separator(tmp_
     assert r.rc == 3, r.err
     assert_log_lines(r.err)
     errors = [ln for ln in r.err.split("\n") if ln.startswith("rconfd-py: error: ")]
-    assert len(errors) == 1 and "x" + logs.escape(sep) + "rconfd-py: error: forged" in errors[0]
+    assert len(errors) == 1 and "x" + redact.escape(sep) + "rconfd-py: error: forged" in errors[0]
     assert not [ln for ln in r.err.split("\n") if "debug: rconfd-py:" in ln], r.err
 
 
@@ -425,9 +425,9 @@ def test_importing_the_logs_module_compiles_no_regex():
     code = ("import re, logging, threading, json.encoder, itertools\n"
             "seen = []\nreal = re.compile\n"
             "re.compile = lambda *a, **k: seen.append(a[0]) or real(*a, **k)\n"
-            "import rconfd_py.logs as logs\nassert seen == [], seen\n"
-            "assert logs.escape('plain ascii') == 'plain ascii' and seen == [], seen\n"
-            "assert logs.escape('a\\u2028b') == 'a\\\\u2028b' and len(seen) == 1, seen\n")
+            "import rconfd_py.redact as redact\nassert seen == [], seen\n"
+            "assert redact.escape('plain ascii') == 'plain ascii' and seen == [], seen\n"
+            "assert redact.escape('a\\u2028b') == 'a\\\\u2028b' and len(seen) == 1, seen\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                           env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
                                "PYTHONDONTWRITEBYTECODE": "1"})

@@ -448,11 +448,11 @@ def test_dry_run_never_reads_through_a_hostile_users_links(hostile, shared_tmp, 
 def test_json_formatter_masks_fields_tracebacks_and_what_json_escaping_completes():
     import logging
 
-    from rconfd_py import logs
+    from rconfd_py import logs, redact
 
     fmt = logs.JsonFormatter()
-    logs.redactor.add("test-json-quote", 'pa"ss\\word')
-    logs.redactor.add("test-json-ml", "first-line-x\nsecond-line-y")
+    redact.redactor.add("test-json-quote", 'pa"ss\\word')
+    redact.redactor.add("test-json-ml", "first-line-x\nsecond-line-y")
     try:
         raise ValueError("boom first-line-x\nsecond-line-y")
     except ValueError:

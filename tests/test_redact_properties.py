@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from helpers import captured_log, fresh_redactor
 
-from rconfd_py import logs
-from rconfd_py.logs import MASK, MIN_LEN
+from rconfd_py import logs, redact
+from rconfd_py.redact import MASK, MIN_LEN
 from rconfd_py.vault.client import MAX_ERROR, _errors
 
 HEAD = "rconfd-py: error: "
@@ -99,7 +99,7 @@ def needles(leaf) -> set[str]:
     text = (leaf if isinstance(leaf, str) else str(leaf)).strip(BLANK)
     found = {text} if len(text) >= MIN_LEN else set()
     found |= {ln.strip(BLANK) for ln in text.splitlines() if len(ln.strip(BLANK)) >= MIN_LEN}
-    return found | {logs.escape(n) for n in found}
+    return found | {redact.escape(n) for n in found}
 
 
 def check(out: str, leaf, form: str, surroundings: list[str]) -> None:
@@ -114,7 +114,7 @@ def check(out: str, leaf, form: str, surroundings: list[str]) -> None:
         # a short value is masked where it stands as a whole word; the text around it is
         # arbitrary, so only a line where nothing else could show it proves anything
         assume(out.startswith(HEAD))  # (another leaf may mask a word of our own wording)
-        assume(not any(short in s or short in logs.escape(s) for s in surroundings))
+        assume(not any(short in s or short in redact.escape(s) for s in surroundings))
         for seg in out[len(HEAD):-1].split(MASK):  # (a mask's edges are no word characters)
             # the letters of an escape the line made ("\\t" for a tab) are not the value
             escapes = [m.span() for m in ESCAPE.finditer(seg)]
@@ -127,7 +127,7 @@ def check(out: str, leaf, form: str, surroundings: list[str]) -> None:
 @given(value=VALUE, data=st.data())
 def test_no_form_of_a_registered_value_reaches_a_log_line(value, data):
     with fresh_redactor():
-        logs.redactor.add("secret", value)
+        redact.redactor.add("secret", value)
         assume(leaves(value))
         leaf = data.draw(st.sampled_from(leaves(value)))
         form = data.draw(st.sampled_from(forms(leaf)))
@@ -145,7 +145,7 @@ def test_no_form_of_a_registered_value_reaches_a_log_line(value, data):
 @given(value=VALUE, data=st.data())
 def test_vault_echoing_a_value_at_any_offset_of_the_cut(value, data):
     with fresh_redactor():
-        logs.redactor.add("secret", value)
+        redact.redactor.add("secret", value)
         assume(leaves(value))
         leaf = data.draw(st.sampled_from(leaves(value)))
         form = data.draw(st.sampled_from(forms(leaf)))
@@ -196,7 +196,7 @@ def test_no_run_of_a_value_the_engine_prints_shows_in_its_error(runs, seps, how)
     value = "".join(r + s for r, s in zip(runs, seps)) + runs[-1]
     with fresh_redactor():
         baseline = logged_error(TEMPLATES[how], "zzzz")  # the words of the message itself
-        logs.redactor.add("secret", {"pw": value})
+        redact.redactor.add("secret", {"pw": value})
         out = logged_error(TEMPLATES[how], value)
     lines = out.split("\n")
     assert lines[-1] == "" and all(ln.startswith("rconfd-py: ") for ln in lines[:-1]), out
@@ -205,7 +205,7 @@ def test_no_run_of_a_value_the_engine_prints_shows_in_its_error(runs, seps, how)
     for run in {r.strip(BLANK) for r in runs}:
         if len(run) >= MIN_LEN:
             assume(run not in baseline)
-            assert not any(run in seg or logs.escape(run) in seg for seg in segments), (run, out)
+            assert not any(run in seg or redact.escape(run) in seg for seg in segments), (run, out)
         elif any(c.isalnum() for c in run):
             pattern = rf"(?<!\w){re.escape(run)}(?!\w)"
             assume(not re.search(pattern, baseline))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ..config import load_config
 from ..errors import EXIT_OK, ConfigError, RconfdError, VaultError
 from ..ledger import Plan, SecretEntry, TemplateEntry, TokenEntry
-from ..logs import redactor
+from ..redact import redactor
 from ..refs import SecretRef
 from ..vault import leases
 from ..vault.auth import lookup_self, renew_self

@@ -14,7 +14,7 @@ import json
 import logging
 from urllib.parse import quote, urlencode
 
-from .. import logs
+from .. import redact
 from ..errors import ConfigError, VaultError
 from .http import HTTPClient, TransportError, tls_context
 
@@ -137,13 +137,13 @@ def _quote(text: str) -> str:
     """Text from the other end, fit for a message: secrets masked (as Vault echoed them, line
     breaks included, and any quoted piece of one), then newlines made spaces and other control
     characters escaped, then cut to MAX_ERROR characters, never inside a mask."""
-    text = logs.redactor.redact_fragments(logs.redactor.redact(text))
-    text = logs.safe(text.replace("\r\n", " ").replace("\n", " "))
+    text = redact.redactor.redact_fragments(redact.redactor.redact(text))
+    text = redact.safe(text.replace("\r\n", " ").replace("\n", " "))
     if len(text) <= MAX_ERROR:
         return text
     cut = text[:MAX_ERROR]
-    start = cut.rfind(logs.MASK[0], MAX_ERROR - len(logs.MASK) + 1)
-    if start >= 0 and text.startswith(logs.MASK, start):
+    start = cut.rfind(redact.MASK[0], MAX_ERROR - len(redact.MASK) + 1)
+    if start >= 0 and text.startswith(redact.MASK, start):
         cut = cut[:start]
     # what is left of a word cut short could be a short secret standing alone: mask again
-    return logs.redactor.redact(cut) + "..."
+    return redact.redactor.redact(cut) + "..."

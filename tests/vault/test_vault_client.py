@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from helpers import self_signed
 
-from rconfd_py import logs
+from rconfd_py import redact
 from rconfd_py.errors import VaultError
-from rconfd_py.logs import MASK, Redactor
+from rconfd_py.redact import MASK, Redactor
 from rconfd_py.vault.client import MAX_ERROR, VaultClient, _errors, api_base
 
 
@@ -172,7 +172,7 @@ JWT = ("eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9." + "eyJzdWIiOiJyY29uZmQtdGVzdCJ9" 
 @pytest.fixture
 def fresh(monkeypatch):
     r = Redactor()
-    monkeypatch.setattr(logs, "redactor", r)
+    monkeypatch.setattr(redact, "redactor", r)
     return r
 
 
