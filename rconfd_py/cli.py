@@ -105,6 +105,11 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--token-path", metavar="TOKEN_PATH",
                    help="JWT file, re-read at every login "
                         "(/var/run/secrets/kubernetes.io/serviceaccount/token)")
+    p.add_argument("--vault-token-file", metavar="PATH",
+                   help="a Vault token (an agent sink's, an injector's) used for every role "
+                        "instead of a login, read again when it can no longer be renewed and "
+                        "picked up at the next renewal when it changes; never revoked. Without "
+                        "it, $VAULT_TOKEN (fixed) if set")
     p.add_argument("-r", "--ready-fd", metavar="READY_FD", type=int,
                    help="write one newline to this fd once every file is written, then close it")
     p.add_argument("-D", "--daemon", action="store_true", default=None,
