@@ -116,8 +116,10 @@ class VaultClient:
                 headers={"X-Vault-Token": token} if token else None,
                 body=json.dumps(body).encode() if body is not None else None)
         except TransportError as e:
-            if e.timeout:
-                raise VaultError(f"{where}: Vault did not answer in time ({self.base})") from None
+            if e.timeout:  # "proxy http://host:port: timed out": stuck at the proxy
+                via = f"; {e}" if str(e).startswith("proxy ") else ""
+                raise VaultError(f"{where}: Vault did not answer in time ({self.base}{via})"
+                                 ) from None
             raise VaultError(f"{where}: cannot reach Vault at {self.base}: {_quote(str(e))}"
                              ) from None
         if resp.status == 204:

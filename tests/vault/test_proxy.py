@@ -307,3 +307,64 @@ def test_an_unusable_proxy_url_is_a_config_error(tmp_path, baos):
     r = run(tmp_path, baos["http"], {"HTTP_PROXY": "socks5://127.0.0.1:1080"})
     assert r.rc == 2 and "HTTP_PROXY: socks5:// proxies are not supported" in r.err, r.err
     assert len(r.lines) == 1
+
+
+def test_a_redirect_target_is_judged_again(tmp_path, host, tinyproxy):
+    """A (on the outward address, through the proxy) redirects to B on loopback (never
+    proxied): B is reached directly, the proxy only ever saw A."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class B(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.requestline)
+            body = b'{"data": {"ok": true}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    b = ThreadingHTTPServer(("127.0.0.1", 0), B)
+
+    class A(B):
+        def do_GET(self):
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{b.server_port}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    a = ThreadingHTTPServer((host, 0), A)
+    for srv in (a, b):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    proxy = tinyproxy()
+    try:
+        client = VaultClient(f"http://{host}:{a.server_port}", proxy_env={"HTTP_PROXY": proxy.url})
+        assert client.request("GET", "sys/x", token="t")["data"] == {"ok": True}
+    finally:
+        a.shutdown()
+        b.shutdown()
+    assert seen == ["GET /v1/sys/x HTTP/1.1"]  # origin-form: not through the proxy
+    assert f"{host}:{a.server_port}" in proxy.text()
+    assert f":{b.server_port}" not in proxy.text()
+
+
+def test_the_deadline_covers_a_proxy_that_never_answers_connect():
+    """A proxy that takes the connection (the kernel's backlog) and never answers the CONNECT:
+    the request's deadline ends it, and the message names the proxy."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        proxy = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        client = VaultClient("https://vault.example.com:8200", timeout=1,
+                             proxy_env={"HTTPS_PROXY": proxy})
+        with pytest.raises(VaultError, match=f"did not answer in time .*proxy {proxy}: timed"):
+            client.request("GET", "sys/health")
+    finally:
+        silent.close()
