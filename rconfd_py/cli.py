@@ -38,6 +38,9 @@ subcommands:
 
 Every option also reads RCONFD_<LONG_NAME> from the environment (RCONFD_DIR, RCONFD_URL,
 RCONFD_TOKEN_PATH, ...); options win. VAULT_NAMESPACE sends X-Vault-Namespace.
+VAULT_TOKEN: a token used for every role instead of a login (--vault-token-file wins).
+Proxies as Vault's Go client: HTTP_PROXY, HTTPS_PROXY, NO_PROXY (either case), or
+VAULT_PROXY_ADDR / VAULT_HTTP_PROXY for every Vault request.
 
 exit codes: 0 ok, 1 internal error, 2 usage or config error, 3 template error,
             4 Vault or login error, 5 env/file/exe secret error, 6 cannot write a file
