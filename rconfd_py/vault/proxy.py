@@ -194,7 +194,7 @@ def use_proxy(host: str, port: int, rules: tuple) -> bool:
         if any(ip == i and (not ip_port or ip_port == p) for i, ip_port in ips):
             return False
     for suffix, name_port, match_host in names:
-        if host.endswith(suffix) or (match_host and host == suffix[1:]):
-            if not name_port or name_port == p:
-                return False
+        if (host.endswith(suffix) or (match_host and host == suffix[1:])) and (
+                not name_port or name_port == p):
+            return False
     return True
