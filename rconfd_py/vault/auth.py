@@ -139,6 +139,15 @@ class TokenStore:
         old = self.ledger.token(role)
         value = self.supplied.read()
         tok = self.supplied.use(self.client, value, role, self.clock(), old)
+        if old is not None and old.client_token == value and tok.renewable and tok.ttl:
+            # the same token, alive: where a login would mint a new one, renew this one (a
+            # timer that fired inside the token's last seconds would otherwise let it die)
+            entry = self.ledger.tokens.get(role)
+            try:
+                tok = renew_self(self.client, tok, entry.asked if entry else tok.ttl,
+                                 self.clock())
+            except VaultError:
+                pass  # the lookup says it lives: kept as it is
         if old is None or old.client_token != value:
             log.info("role %s: using the vault token of %s (ttl %ss, accessor %s)", role,
                      self.supplied.source, int(tok.ttl), tok.accessor,
