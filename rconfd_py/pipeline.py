@@ -78,8 +78,6 @@ class Pipeline:
                 from .vault.token_file import SuppliedToken
 
                 supplied = SuppliedToken(s.vault_token, s.vault_token_file)
-                if s.vault_token:
-                    redactor.add("vault_token", s.vault_token)
             self.sources.vault = TokenStore(self._client, s.login_path, jwt, self.ledger,
                                             self.clock, supplied)
         return self.sources.vault

@@ -14,7 +14,7 @@ import os
 
 from ..errors import ConfigError, VaultError
 from ..fs import UnsafePath, open_file, read_capped
-from ..logs import redactor
+from .. import logs
 from .auth import Token
 
 TYPE_CHECKING = False
@@ -31,13 +31,15 @@ class SuppliedToken:
         self.path = path
         self._value = (value or "").strip()
         self.source = f"--vault-token-file {path}" if path else "VAULT_TOKEN"
+        if self._value and not path:
+            logs.redactor.add("vault_token", self._value)
 
     def read(self) -> str:
         """The token now; ConfigError naming the file when it cannot be read or holds none."""
         if not self.path:
             return self._value
         token = self._read()
-        redactor.add(("vault_token", token), token)  # masked before any message could show it
+        logs.redactor.add(("vault_token", token), token)  # masked before any message could show it
         return token
 
     def _read(self) -> str:

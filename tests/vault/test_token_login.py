@@ -183,3 +183,30 @@ def test_the_same_dead_token_in_the_file_is_an_error_naming_it(tmp_path, stack):
     finally:
         d.stop()
     assert tok["client_token"] not in d.text()
+
+
+def test_the_token_is_registered_with_the_redactor(tmp_path, stack):
+    """Whatever line would quote it (an error echoing a request, a traceback), the token is
+    masked: VAULT_TOKEN from the start, a file's token as soon as it is read."""
+    import logging
+
+    from helpers import captured_log, fresh_redactor
+
+    from rconfd_py.pipeline import Pipeline
+
+    env_tok, file_tok = new_token(stack), new_token(stack)
+    path = tmp_path / "token"
+    path.write_text(file_tok["client_token"])
+    cfg = setup(tmp_path)
+    log = logging.getLogger("rconfd_py")
+    for flags, env, tok in (({}, {"VAULT_TOKEN": env_tok["client_token"]}, env_tok),
+                            ({"vault_token_file": str(path)}, {}, file_tok)):
+        with fresh_redactor(), captured_log() as out:
+            settings = Settings.build({"dir": str(cfg), "url": stack.addr, **flags}, env)
+            pipeline = Pipeline(settings)
+            try:
+                assert pipeline.tokens.get("r").client_token == tok["client_token"]
+                log.error("echoed: %s", tok["client_token"])
+            finally:
+                pipeline.close()
+        assert tok["client_token"] not in out.getvalue() and "echoed: " in out.getvalue()
