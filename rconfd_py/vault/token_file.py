@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 
+from .. import logs
 from ..errors import ConfigError, VaultError
 from ..fs import UnsafePath, open_file, read_capped
-from .. import logs
 from .auth import Token
 
 TYPE_CHECKING = False
