@@ -38,6 +38,9 @@ subcommands:
 
 Every option also reads RCONFD_<LONG_NAME> from the environment (RCONFD_DIR, RCONFD_URL,
 RCONFD_TOKEN_PATH, ...); options win. VAULT_NAMESPACE sends X-Vault-Namespace.
+VAULT_TOKEN: a token used for every role instead of a login (--vault-token-file wins).
+Proxies as Vault's Go client: HTTP_PROXY, HTTPS_PROXY, NO_PROXY (either case), or
+VAULT_PROXY_ADDR / VAULT_HTTP_PROXY for every Vault request.
 
 exit codes: 0 ok, 1 internal error, 2 usage or config error, 3 template error,
             4 Vault or login error, 5 env/file/exe secret error, 6 cannot write a file
@@ -105,6 +108,11 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--token-path", metavar="TOKEN_PATH",
                    help="JWT file, re-read at every login "
                         "(/var/run/secrets/kubernetes.io/serviceaccount/token)")
+    p.add_argument("--vault-token-file", metavar="PATH",
+                   help="a Vault token (an agent sink's, an injector's) used for every role "
+                        "instead of a login, read again when it can no longer be renewed and "
+                        "picked up at the next renewal when it changes; never revoked. Without "
+                        "it, $VAULT_TOKEN (fixed) if set")
     p.add_argument("-r", "--ready-fd", metavar="READY_FD", type=int,
                    help="write one newline to this fd once every file is written, then close it")
     p.add_argument("-D", "--daemon", action="store_true", default=None,

@@ -73,8 +73,13 @@ class Pipeline:
                 redactor.add("jwt", value)
                 return value
 
+            supplied = None
+            if s.vault_token_file or s.vault_token:  # a token from outside, no login
+                from .vault.token_file import SuppliedToken
+
+                supplied = SuppliedToken(s.vault_token, s.vault_token_file)
             self.sources.vault = TokenStore(self._client, s.login_path, jwt, self.ledger,
-                                            self.clock)
+                                            self.clock, supplied)
         return self.sources.vault
 
     def fetch(self, refs: Iterable[SecretRef]) -> dict[SecretRef, Secret]:

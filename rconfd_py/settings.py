@@ -34,6 +34,7 @@ DEFAULTS = {
     "tls_skip_verify": False,  # VAULT_SKIP_VERIFY
     "token": None,  # -T: env var name or the JWT itself
     "token_path": f"{K8S_DIR}/token",
+    "vault_token_file": None,  # a Vault token (agent sink), used instead of a login; re-read
     "verbose": False,
     "log_format": "text",  # text | json
     "dry_run": False,  # fetch and render, print what would change, write nothing
@@ -48,8 +49,9 @@ DEFAULTS = {
     "status_file": "/run/rconfd-py/status.json",  # daemon status (status.py); "none": off
     "metrics_addr": None,  # daemon: HOST:PORT of /metrics and /healthz (metrics.py)
     "cacert_given": False,  # set by build(): -c, RCONFD_CACERT or VAULT_CACERT was given
+    "vault_token": None,  # set by build() from VAULT_TOKEN: used instead of a login
 }
-INTERNAL = ("cacert_given",)  # no flag, no RCONFD_* variable
+INTERNAL = ("cacert_given", "vault_token")  # no flag, no RCONFD_* variable
 # the Vault CLI's variables, used when neither the flag nor RCONFD_* is given
 VAULT_ENV = {"cacert": "VAULT_CACERT", "capath": "VAULT_CAPATH",
              "client_cert": "VAULT_CLIENT_CERT", "client_key": "VAULT_CLIENT_KEY",
@@ -59,9 +61,12 @@ VAULT_ENV = {"cacert": "VAULT_CACERT", "capath": "VAULT_CAPATH",
 class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
     __slots__ = ()
 
-    def __repr__(self) -> str:  # -T may hold the JWT itself
-        return super().__repr__().replace(repr(self.token), "'<redacted>'") if self.token \
-            else super().__repr__()
+    def __repr__(self) -> str:  # -T may hold the JWT itself; VAULT_TOKEN is a token
+        text = super().__repr__()
+        for secret in (self.token, self.vault_token):
+            if secret:
+                text = text.replace(repr(secret), "'<redacted>'")
+        return text
 
     @classmethod
     def build(cls, flags: Mapping[str, object], env: Mapping[str, str] | None = None
@@ -87,6 +92,8 @@ class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
             if field not in values and env.get(name):
                 values[field] = _parse(name, env[name], DEFAULTS[field])
         values["cacert_given"] = "cacert" in values
+        if "vault_token_file" not in values and env.get("VAULT_TOKEN", "").strip():
+            values["vault_token"] = env["VAULT_TOKEN"].strip()  # the file wins: it is ours
         if bool(values.get("client_cert")) != bool(values.get("client_key")):
             raise ConfigError("--client-cert and --client-key (VAULT_CLIENT_CERT, "
                               "VAULT_CLIENT_KEY) go together: one is missing")

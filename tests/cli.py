@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# the runner's own proxy settings never reach the runs: tests that want a proxy pass it
+PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy")
+
+
 @dataclass
 class Run:
     rc: int
@@ -22,7 +26,8 @@ class Run:
 
 def rconfd(*args: str | Path, env: dict[str, str] | None = None, pass_fds: tuple = (),
            timeout: float = 60, cwd: Path | None = None) -> Run:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RCONFD_", "VAULT_"))}
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("RCONFD_", "VAULT_")) and k.lower() not in PROXY_VARS}
     full_env.update(env or {})
     full_env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.run([sys.executable, "-m", "rconfd_py", *map(str, args)], env=full_env,
@@ -38,7 +43,8 @@ class DaemonProc:
         import time
 
         full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("RCONFD_", "VAULT_"))}
+                    if not k.startswith(("RCONFD_", "VAULT_"))
+                    and k.lower() not in PROXY_VARS}
         full_env.update(env or {})
         full_env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         self.log = log

@@ -247,7 +247,8 @@ class Daemon:
     # -- tokens ----------------------------------------------------------------------------
     def _token_due(self, role: str) -> None:
         entry = self.ledger.tokens.get(role)
-        if policy.token_due(entry, self.clock()) == Act.RELOGIN:
+        if policy.token_due(entry, self.clock()) == Act.RELOGIN or \
+                self.pipeline.tokens.changed(role):  # a new token in the token file
             self._relogin(role)
         else:
             self._renew_token(entry)
@@ -336,7 +337,7 @@ class Daemon:
         self._plan_token(entry, policy.token_plan(entry, now, self.rng))
         doomed = [e for e in self.ledger.secrets.values() if old is not None
                   and e.ref.role == role and e.lease_id
-                  and e.secret.accessor == old.token.accessor]
+                  and e.secret.accessor == old.token.accessor != entry.token.accessor]
         if doomed:
             log.info("role %s: re-issuing %d leased secret(s) under the new token", role,
                      len(doomed))

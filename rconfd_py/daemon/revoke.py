@@ -1,5 +1,6 @@
 """--revoke-on-exit: revoke the leases and tokens this process holds (the ledger's), with a short
-timeout per call and no new login on the way out."""
+timeout per call and no new login on the way out. A supplied token (VAULT_TOKEN, the token file)
+is never revoked: it belongs to whoever wrote it."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def revoke_all(pipeline: Pipeline) -> None:
             n += 1
         except RconfdError as e:
             log.warning("%s: cannot revoke its lease: %s", entry.ref, e)
+    if store.supplied is not None:  # VAULT_TOKEN or the token file: not ours to revoke
+        log.info("revoked %d lease(s); the vault token of %s is left alone (not ours)", n,
+                 store.supplied.source)
+        return
     for tok in tokens.values():
         try:
             revoke_self(store.client, tok, timeout=EXIT_TIMEOUT)

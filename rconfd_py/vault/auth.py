@@ -14,6 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the daemon imports this module with no Vault ref at all
     from ..ledger import Ledger
     from .client import VaultClient
+    from .token_file import SuppliedToken
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,16 @@ def revoke_self(client: VaultClient, token: Token, timeout: float | None = None)
 
 class TokenStore:
     """Logs in once per role, on first use (thread-safe: concurrent fetches of the same role wait
-    for a single login). The tokens themselves are kept in the ledger."""
+    for a single login). The tokens themselves are kept in the ledger.
+
+    With `supplied` (token_file.py), a token from outside is every role's: "logging in" reads it
+    again (the file may hold a new one) and looks it up."""
 
     def __init__(self, client: VaultClient, login_path: str, jwt: Callable[[], str],
-                 ledger: Ledger, clock: Callable[[], float]):
+                 ledger: Ledger, clock: Callable[[], float],
+                 supplied: SuppliedToken | None = None):
         self.client = client
+        self.supplied = supplied
         self.login_path = "/" + login_path.strip("/")
         self.ledger = ledger
         self.clock = clock
@@ -121,11 +127,39 @@ class TokenStore:
         return tok
 
     def relogin(self, role: str) -> Token:
+        if self.supplied is not None:
+            return self._use_supplied(role)
         tok = login(self.client, self.login_path, role, self._jwt(), self.clock())
         log.info("logged in as role %s (token ttl %ss, accessor %s)", role, int(tok.ttl),
                  tok.accessor, extra={"role": role, "ttl": int(tok.ttl)})
         self.ledger.put_token(tok)
         return tok
+
+    def _use_supplied(self, role: str) -> Token:
+        old = self.ledger.token(role)
+        value = self.supplied.read()
+        tok = self.supplied.use(self.client, value, role, self.clock(), old)
+        if old is not None and old.client_token == value and tok.renewable and tok.ttl:
+            # the same token, alive: where a login would mint a new one, renew this one (a
+            # timer that fired inside the token's last seconds would otherwise let it die)
+            entry = self.ledger.tokens.get(role)
+            try:
+                tok = renew_self(self.client, tok, entry.asked if entry else tok.ttl,
+                                 self.clock())
+            except VaultError:
+                pass  # the lookup says it lives: kept as it is
+        if old is None or old.client_token != value:
+            log.info("role %s: using the vault token of %s (ttl %ss, accessor %s)", role,
+                     self.supplied.source, int(tok.ttl), tok.accessor,
+                     extra={"role": role, "ttl": int(tok.ttl)})
+        self.ledger.put_token(tok)
+        return tok
+
+    def changed(self, role: str) -> bool:
+        """Whether the token file holds another token than the one `role` uses."""
+        tok = self.ledger.token(role)
+        return (self.supplied is not None and tok is not None
+                and self.supplied.changed(tok.client_token))
 
     def tokens(self) -> list[Token]:
         return [e.token for e in self.ledger.tokens.values()]

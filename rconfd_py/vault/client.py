@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
 from .. import redact
@@ -47,10 +49,19 @@ class VaultClient:
     def __init__(self, url: str, *, cacert: str | None = None, namespace: str | None = None,
                  timeout: float = 10.0, capath: str | None = None, extra_ca: str | None = None,
                  client_cert: str | None = None, client_key: str | None = None,
-                 tls_server_name: str | None = None, tls_skip_verify: bool = False):
+                 tls_server_name: str | None = None, tls_skip_verify: bool = False,
+                 proxy_env: Mapping[str, str] | None = None):
         """`cacert`/`capath`: the only trust anchors (as VAULT_CACERT/VAULT_CAPATH in Vault);
-        without them the system store, plus `extra_ca` if that file exists (the default -c)."""
+        without them the system store, plus `extra_ca` if that file exists (the default -c).
+        `proxy_env`: where the proxy variables are read (proxy.py; os.environ by default)."""
+        from .proxy import Proxies, proxy_password
+
         self.base = api_base(url)
+        proxies = Proxies(os.environ if proxy_env is None else proxy_env)
+        for value in proxies.values:  # a proxy password is a secret like the others
+            password = proxy_password(value)
+            if password:
+                logs.redactor.add(("proxy", value), [password, value])
         self._quoted: dict[str, str] = {}
         headers = {"X-Vault-Request": "true"}
         if namespace:
@@ -65,8 +76,8 @@ class VaultClient:
             raise ConfigError(f"Vault TLS: {e}") from None
         try:
             self._http = HTTPClient(self.base, timeout=timeout, headers=headers,
-                                    context=context,
-                                    server_name=tls_server_name)
+                                    context=context, server_name=tls_server_name,
+                                    proxies=proxies or None)
         except ValueError as e:
             raise ConfigError(f"Vault address (-u): {e}") from None
         if context is not None and tls_skip_verify:
@@ -105,8 +116,10 @@ class VaultClient:
                 headers={"X-Vault-Token": token} if token else None,
                 body=json.dumps(body).encode() if body is not None else None)
         except TransportError as e:
-            if e.timeout:
-                raise VaultError(f"{where}: Vault did not answer in time ({self.base})") from None
+            if e.timeout:  # "proxy http://host:port: timed out": stuck at the proxy
+                via = f"; {e}" if str(e).startswith("proxy ") else ""
+                raise VaultError(f"{where}: Vault did not answer in time ({self.base}{via})"
+                                 ) from None
             raise VaultError(f"{where}: cannot reach Vault at {self.base}: {_quote(str(e))}"
                              ) from None
         if resp.status == 204:

@@ -31,6 +31,10 @@ import time
 from collections import namedtuple
 from urllib.parse import urljoin, urlsplit
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .proxy import Proxies
+
 MAX_BODY = 64 * 1024 * 1024
 MAX_REDIRECTS = 3
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -94,6 +98,8 @@ def _response_class(conn):
 class _HTTP(http.client.HTTPConnection):
     deadline = 0.0
     got = 0  # bytes of the current answer received
+    proxy = None  # the Proxy this connection goes to (absolute-URI requests), or None
+    through = True  # False while connecting to the proxy (its failures name it)
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -103,6 +109,8 @@ class _HTTP(http.client.HTTPConnection):
 class _HTTPS(http.client.HTTPSConnection):
     deadline = 0.0
     got = 0
+    proxy = None  # the Proxy this connection tunnels through (CONNECT), or None
+    through = True
 
     def __init__(self, *a, server_name: str | None = None, **kw):
         super().__init__(*a, **kw)
@@ -110,9 +118,11 @@ class _HTTPS(http.client.HTTPSConnection):
         self.server_name = server_name
 
     def connect(self):
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(self.sock,
-                                              server_hostname=self.server_name or self.host)
+        http.client.HTTPConnection.connect(self)  # through a proxy: connect, then CONNECT
+        self.through = True
+        # the name checked is Vault's (the tunnel's end), never the proxy's
+        self.sock = self._context.wrap_socket(
+            self.sock, server_hostname=self.server_name or self._tunnel_host or self.host)
 
 
 class _Stale(Exception):
@@ -122,7 +132,8 @@ class _Stale(Exception):
 class HTTPClient:
     def __init__(self, base_url: str, *, timeout: float = 10.0,
                  headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None,
-                 server_name: str | None = None):
+                 server_name: str | None = None, proxies: Proxies | None = None):
+        """`proxies`: which proxy each origin goes through (proxy.py; None: none)."""
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"unsupported URL {base_url!r} (expected http:// or https://)")
@@ -130,6 +141,7 @@ class HTTPClient:
         self.timeout = timeout
         self.headers = {"Accept": "application/json", **(headers or {})}
         self._server_name = server_name
+        self._proxies = proxies
         self._ssl = context
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -157,11 +169,18 @@ class HTTPClient:
         key = (scheme, host, port)
         conn = self._conns().get(key)
         if conn is None:
+            # a redirect's target is judged again: NO_PROXY may name it
+            proxy = self._proxies.for_url(scheme, host, port) if self._proxies else None
             if scheme == "https":
-                conn = _HTTPS(host, port, context=self._context(),
-                              server_name=self._server_name)
+                conn = _HTTPS(proxy.host if proxy else host, proxy.port if proxy else port,
+                              context=self._context(), server_name=self._server_name)
+                if proxy:
+                    conn.set_tunnel(host, port or 443, headers={
+                        "Proxy-Authorization": proxy.authorization} if proxy.authorization
+                        else None)
             else:
-                conn = _HTTP(host, port)
+                conn = _HTTP(proxy.host, proxy.port) if proxy else _HTTP(host, port)
+            conn.proxy = proxy
             self._conns()[key] = conn
         return conn
 
@@ -204,13 +223,20 @@ class HTTPClient:
         conn = self._conn(u.scheme, u.hostname, u.port)
         conn.deadline, conn.got = deadline, 0
         reused = conn.sock is not None
+        plain_proxy = conn.proxy is not None and u.scheme == "http"
+        if plain_proxy:  # an absolute URI to the proxy, its credentials on every request
+            target = f"http://{u.netloc.rpartition('@')[2]}{target}"
+            if conn.proxy.authorization:
+                headers = {**headers, "Proxy-Authorization": conn.proxy.authorization}
         try:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
             if not reused:
-                conn.timeout = left  # connect, then the TLS handshake
+                conn.timeout = left  # connect (and CONNECT through a proxy), the TLS handshake
+                conn.through = conn.proxy is None
                 conn.connect()
+                conn.through = True
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -218,6 +244,11 @@ class HTTPClient:
             conn.sock.settimeout(left)  # the send (sendall's timeout is for the whole send)
             conn.request(method, target, body=body, headers=headers)
             resp = conn.getresponse()
+            if plain_proxy and _from_proxy(resp):
+                _read_body(resp)
+                conn.close()
+                raise TransportError(f"proxy {conn.proxy.name} answered HTTP {resp.status} "
+                                     f"{resp.reason}".rstrip())
             if resp.status in REDIRECTS and resp.getheader("Location") and (
                     resp.status in (307, 308) or method in ("GET", "HEAD")):
                 location = resp.getheader("Location")
@@ -229,9 +260,13 @@ class HTTPClient:
             if resp.will_close:
                 conn.close()
             return Response(resp.status, resp.reason, data), None
+        except TransportError:
+            raise
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
                 ssl.SSLEOFError) as e:
             conn.close()
+            if not conn.through:
+                raise TransportError(_via(conn, e, u)) from None
             if reused and not conn.got:  # closed before a byte of the answer
                 raise _Stale() from None
             if u.scheme == "https" and not conn.got:
@@ -244,13 +279,32 @@ class HTTPClient:
             raise TransportError(_text(e)) from None
         except TimeoutError:
             conn.close()
-            raise TransportError("timed out", timeout=True) from None
+            raise TransportError("timed out" if conn.through else
+                                 f"proxy {conn.proxy.name}: timed out", timeout=True) from None
         except http.client.IncompleteRead:
             conn.close()
             raise TransportError("answer cut short") from None
         except (OSError, ValueError, http.client.HTTPException) as e:
             conn.close()
-            raise TransportError(_text(e)) from None
+            raise TransportError(_text(e) if conn.through else _via(conn, e, u)) from None
+
+
+def _from_proxy(resp) -> bool:
+    """An answer of the proxy itself, not Vault's (whose errors are all JSON): it asks for
+    credentials, or it could not or would not forward the request."""
+    if resp.status == 407:
+        return True
+    kind = (resp.getheader("Content-Type") or "").lower()
+    return resp.status >= 400 and "json" not in kind
+
+
+def _via(conn, e: BaseException, u) -> str:
+    """A failure before the proxy put us through, naming the proxy (never its credentials)."""
+    text = _text(e)
+    if text.startswith("Tunnel connection failed: "):  # http.client's CONNECT answer not 200
+        return (f"proxy {conn.proxy.name} refused the tunnel to {u.hostname}:{u.port or 443}: "
+                f"HTTP {text.partition(': ')[2]}")
+    return f"proxy {conn.proxy.name}: {text}"
 
 
 def _read_body(resp) -> bytes:
