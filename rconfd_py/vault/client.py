@@ -61,7 +61,7 @@ class VaultClient:
         for value in proxies.values:  # a proxy password is a secret like the others
             password = proxy_password(value)
             if password:
-                logs.redactor.add(("proxy", value), [password, value])
+                redact.redactor.add(("proxy", value), [password, value])
         self._quoted: dict[str, str] = {}
         headers = {"X-Vault-Request": "true"}
         if namespace:

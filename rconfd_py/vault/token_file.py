@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .. import logs
+from .. import redact
 from ..errors import ConfigError, VaultError
 from ..fs import UnsafePath, open_file, read_capped
 from .auth import Token
@@ -32,14 +32,14 @@ class SuppliedToken:
         self._value = (value or "").strip()
         self.source = f"--vault-token-file {path}" if path else "VAULT_TOKEN"
         if self._value and not path:
-            logs.redactor.add("vault_token", self._value)
+            redact.redactor.add("vault_token", self._value)
 
     def read(self) -> str:
         """The token now; ConfigError naming the file when it cannot be read or holds none."""
         if not self.path:
             return self._value
         token = self._read()
-        logs.redactor.add(("vault_token", token), token)  # masked before any message could show it
+        redact.redactor.add(("vault_token", token), token)  # masked before any message could show it
         return token
 
     def _read(self) -> str:
