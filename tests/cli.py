@@ -23,6 +23,7 @@ class Run:
 def rconfd(*args: str | Path, env: dict[str, str] | None = None, pass_fds: tuple = (),
            timeout: float = 60, cwd: Path | None = None) -> Run:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RCONFD_", "VAULT_"))}
+    full_env["RCONFD_STATE_DIR"] = "none"  # each test independent, unless it passes a state dir
     full_env.update(env or {})
     full_env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.run([sys.executable, "-m", "rconfd_py", *map(str, args)], env=full_env,
@@ -39,6 +40,7 @@ class DaemonProc:
 
         full_env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("RCONFD_", "VAULT_"))}
+        full_env["RCONFD_STATE_DIR"] = "none"
         full_env.update(env or {})
         full_env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         self.log = log
