@@ -250,3 +250,24 @@ def test_clear_removes_the_file(tmp_path):
 ])
 def test_useful_is_a_third_of_the_lease_or_lifetime(remaining, length, ok):
     assert leases.useful(remaining, length) is ok
+
+
+def test_the_kubernetes_manifest_hands_over_from_the_init_container_to_the_daemon():
+    """deploy/kubernetes: the one-shot init container and the daemon share the state dir (on
+    a volume, in a subdirectory: an emptyDir's root is 0777) and the rendered files."""
+    import yaml
+
+    manifest = Path(__file__).resolve().parent.parent / "deploy/kubernetes/deployment.yaml"
+    pod = yaml.safe_load(manifest.read_text())["spec"]["template"]["spec"]
+    (init,), (main,) = pod["initContainers"], pod["containers"]
+    assert "-D" not in init["command"] and init["image"] == main["image"]
+    views = []
+    for c in (init, main):
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        state_dir = env["RCONFD_STATE_DIR"]
+        (volume,) = [name for path, name in mounts.items() if state_dir.startswith(path + "/")]
+        views.append((state_dir, volume, mounts["/etc/app"]))
+    assert views[0] == views[1]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[views[0][1]]["emptyDir"]["medium"] == "Memory"
