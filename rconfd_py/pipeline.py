@@ -239,7 +239,8 @@ class Pipeline:
         """Open the state dir (once), and put what it saved that still lives into the ledger
         (resume.py): the fetch then skips it."""
         s = self.settings
-        if not self._state_opened:
+        vault = any(r.backend == "vault" for r in self.config.by_ref)
+        if not self._state_opened and vault:  # nothing to save without Vault secrets
             self._state_opened = True
             if s.state_dir and not s.dry_run:
                 from .state import StateDir
@@ -314,8 +315,10 @@ class Pipeline:
 
 
 def vault_identity(s: Settings) -> str:
-    """The Vault a state file belongs to: its address, and namespace if any."""
-    return s.url if not s.namespace else f"{s.url} namespace={s.namespace}"
+    """The Vault a state file belongs to: its address (with or without /v1), and namespace if
+    any."""
+    url = s.url.rstrip("/").removesuffix("/v1").rstrip("/")
+    return url if not s.namespace else f"{url} namespace={s.namespace}"
 
 
 def _concurrently(calls: list) -> list:
