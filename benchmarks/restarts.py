@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -114,7 +113,7 @@ def s6(stack, work: Path, state: bool, restarts: int, period: float) -> dict:
 
     def status() -> tuple[str, str]:
         text = subprocess.run(["s6-svstat", "-o", "pid,ready", str(service)],
-                              capture_output=True, text=True).stdout.split()
+                              capture_output=True, text=True, check=False).stdout.split()
         return (text[0], text[1]) if len(text) == 2 else ("", "")
 
     try:
@@ -124,8 +123,8 @@ def s6(stack, work: Path, state: bool, restarts: int, period: float) -> dict:
             time.sleep(period)
             t0 = time.monotonic()
             subprocess.run(["s6-svc", "-r", str(service)], check=True)
-            pid = wait(lambda: (s := status())[1] == "true" and s[0] not in ("", pid) and s[0],
-                       30, "readiness after s6-svc -r")
+            pid = wait(lambda old=pid: (s := status())[1] == "true" and s[0] not in ("", old)
+                       and s[0], 30, "readiness after s6-svc -r")
             ready.append(time.monotonic() - t0)  # includes the 10 ms polling of s6-svstat
     finally:
         subprocess.run(["s6-svscanctl", "-t", str(work / "scan")], check=False)
@@ -196,8 +195,8 @@ def run(work: Path, restarts: int = 20, seconds: float = 60.0) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = [f"{results['restarts']} restarts in {results['seconds']:.0f} s, after a first "
-             f"start (leases and certificates live 1 h):", "",
+    lines = [(f"{results['restarts']} restarts in {results['seconds']:.0f} s, after a first "
+              f"start (leases and certificates live 1 h):"), "",
              "| variant | new database users | new certificates | readiness (median / max) |",
              "|---|---|---|---|"]
     for name in VARIANTS:

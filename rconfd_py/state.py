@@ -23,6 +23,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import stat
 from collections import namedtuple
@@ -297,8 +298,8 @@ def _str(v: object) -> str:
 
 
 def _num(v: object) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-        raise TypeError("expected a number")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise TypeError("expected a finite number")
     return float(v)
 
 

@@ -152,7 +152,7 @@ def test_a_token_revoked_behind_its_back_means_a_new_login(tmp_path, vault_env, 
     setup(tmp_path)
     r = rconfd(*args(tmp_path, vault_env))
     assert r.rc == 0
-    user, _, serial = rendered(tmp_path)
+    user = rendered(tmp_path)[0]
     accessor = re.search(r"accessor (\S+?)\)", r.err).group(1)
     stack.client().auth.token.revoke_accessor(accessor)  # its leases go with it
     logins = audit_request_paths(stack.audit_log).count("auth/jwt/login")
