@@ -1,7 +1,7 @@
 """At start, take back what a previous process saved (state.py): each saved token checked with
 lookup-self, each saved lease with sys/leases/lookup, a certificate by its recorded expiry.
-What lives with a useful time left (vault/leases.py `useful`: a third of it) goes into the
-ledger as if just fetched, so the first pass fetches only what is missing, dead or about to
+What lives with a useful time left (vault/leases.py `useful`: a third of it; a renewable
+lease with less is renewed first) goes into the ledger as if just fetched, so the first pass fetches only what is missing, dead or about to
 expire, and the daemon's plan carries on from the reused entries' expiry.
 
 It talks to Vault and writes no file. A transient failure (Vault unreachable) is raised: the
@@ -65,8 +65,8 @@ def resume(saved: Saved, wanted: set[SecretRef], ledger: Ledger, client, now: fl
                     client, t.token.client_token, e.lease_id, timeout=timeout),
                     f"{ref}: cannot revoke its saved lease")
             continue
-        for key, value in ref.kwargs:
-            redactor.add(("kwargs", ref), [{key: value}])
+        if ref.kwargs:  # as pipeline.fetch_each registers them
+            redactor.add(("kwargs", ref), [{k: v} for k, v in ref.kwargs])
         redactor.add(ref, entry.secret.value)
         if token is None or token.token.accessor != entry.secret.accessor:
             log.info("%s: its token is gone: fetching a new secret", ref)
@@ -75,6 +75,10 @@ def resume(saved: Saved, wanted: set[SecretRef], ledger: Ledger, client, now: fl
         if left is None:
             continue
         remaining, length = left
+        if not leases.useful(remaining, length) and entry.renew and remaining > 0:
+            remaining = _renewed(entry, token, client, remaining, timeout)
+            if token.expires_at is not None and not token.token.renewable:
+                remaining = min(remaining, token.expires_at - now)
         if not leases.useful(remaining, length):
             log.info("%s: saved with %.0fs of %.0fs left: fetching a new secret", ref,
                      max(0.0, remaining), length)
@@ -114,6 +118,23 @@ def _left(entry: SecretEntry, token: TokenEntry, client, now: float, timeout: fl
     if token.expires_at is not None and not token.token.renewable:
         remaining = min(remaining, token.expires_at - now)  # its leases die with it
     return remaining, length
+
+
+def _renewed(entry: SecretEntry, token: TokenEntry, client, remaining: float,
+             timeout: float) -> float:
+    """A renewable lease with too little left is renewed (a renewal, not a mint); the seconds
+    it has now."""
+    try:
+        granted = leases.renew_lease(client, token.token.client_token, entry.lease_id,
+                                     entry.asked, timeout=timeout)
+    except VaultError as e:
+        if e.transient:
+            raise
+        log.info("%s: its saved lease cannot be renewed (%s)", entry.ref, e.status)
+        return 0.0
+    log.info("%s: its saved lease, %.0fs from its end, renewed for %.0fs", entry.ref,
+             remaining, granted)
+    return granted
 
 
 def _restore(ledger: Ledger, entry: SecretEntry, remaining: float, length: float,

@@ -200,3 +200,18 @@ def test_kill_9_at_random_moments_never_leaves_an_unreadable_state(tmp_path, vau
                 s.close()
         assert out.getvalue() == ""
     assert seen >= 4  # most kills came after a save
+
+
+def test_a_renewable_lease_with_little_left_is_renewed_not_minted(tmp_path, vault_env, stack,
+                                                                   pg):
+    """Saved with less than a third of its 10 s lease left: renewed at start, same user."""
+    setup(tmp_path, {DB: "db"}, "local s = std.extVar('secrets'); { 'db.json': s.db }")
+    assert rconfd(*args(tmp_path, vault_env)).rc == 0
+    user = json.loads((tmp_path / "out" / "db.json").read_text())["username"]
+    before = mints(stack)[0]
+    time.sleep(7.5)  # 2.5 s of 10 left: under a third
+    r = rconfd(*args(tmp_path, vault_env))
+    assert r.rc == 0, r.err
+    assert re.search(r"its saved lease, \ds from its end, renewed for \d+s", r.err), r.err
+    assert json.loads((tmp_path / "out" / "db.json").read_text())["username"] == user
+    assert mints(stack)[0] == before

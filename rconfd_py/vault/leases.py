@@ -11,7 +11,8 @@ The numbers (README, "How renewal works"):
   than just before the expiry it is racing;
 - never mint a new credential for the same secret more often than once per half lease, and for
   leases of 40 s or more never more than 3 a minute, whatever fails;
-- at start, reuse a saved lease or certificate (--state-dir) with at least 1/3 of it left.
+- at start, reuse a saved lease or certificate (--state-dir) with at least 1/3 of it left (a
+  renewable lease with less is renewed first).
 """
 
 from __future__ import annotations
