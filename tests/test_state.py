@@ -271,3 +271,12 @@ def test_the_kubernetes_manifest_hands_over_from_the_init_container_to_the_daemo
     assert views[0] == views[1]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes[views[0][1]]["emptyDir"]["medium"] == "Memory"
+
+
+def test_the_setting_defaults_to_run_and_none_turns_it_off():
+    from rconfd_py.settings import Settings
+
+    assert Settings.build({}, env={}).state_dir == "/run/rconfd-py"
+    assert Settings.build({}, env={"RCONFD_STATE_DIR": "none"}).state_dir is None
+    assert Settings.build({"state_dir": "/x"}, env={"RCONFD_STATE_DIR": "none"}).state_dir == "/x"
+    assert Settings.build({"state_dir": "None"}, env={}).state_dir is None
