@@ -11,11 +11,12 @@ from pathlib import Path
 from rconfd_py.dev import postgres
 from rconfd_py.dev.stack import start
 
-from . import daemon, engines, fleet, oneshot, report, scale, tools
+from . import daemon, engines, fleet, oneshot, report, restarts, scale, tools
 
 SCENARIOS = ("oneshot", "daemon", "scale", "engines")
-# not run by default: ~25 min at N=100 with the default windows (--only fleet, or add it)
-EXTRA = ("fleet",)
+# not run by default: ~25 min at N=100 with the default windows (--only fleet, or add it);
+# restarts: ~6 min (5 variants x 60 s, its own stack with 1 h leases)
+EXTRA = ("fleet", "restarts")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fleet-stagger", type=float, default=10,
                    help="fleet: the daemons start spread over this many seconds (10)")
     p.add_argument("--fleet-audit-dir", help="fleet: keep each fleet's audit log there")
+    p.add_argument("--restarts", type=int, default=20,
+                   help="restarts scenario: restarts per variant (20); not in the default --only")
+    p.add_argument("--restarts-seconds", type=float, default=60,
+                   help="restarts: seconds the restarts are spread over (60)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--python", help="interpreter to run rconfd-py on (default: the "
                    "distribution's /usr/bin/python3 when it can make a venv, else this one)")
@@ -71,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
                                          keep_audit=Path(args.fleet_audit_dir)
                                          if args.fleet_audit_dir else None)
             fleet.save(results["fleet"], Path(args.out) / "fleet.json")
+        if "restarts" in only:
+            print(f"restarts: {args.restarts} in {args.restarts_seconds:.0f} s per variant ...",
+                  flush=True)
+            results["restarts"] = restarts.run(work, args.restarts, args.restarts_seconds)
     path = report.write(results, Path(args.out))
     print(path.read_text())
     return 0

@@ -107,6 +107,11 @@ def write(results: dict, out_dir: Path) -> Path:
 
         lines += ["## Fleet: N daemons per tool on one OpenBao, a steady window, a server freeze",
                   "", *table(results["fleet"]), ""]
+    if "restarts" in results:
+        from .restarts import table as restarts_table
+
+        lines += ["## Restarts: credentials minted, with and without --state-dir", "",
+                  restarts_table(results["restarts"]), ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "latest.md"
     path.write_text("\n".join(lines))

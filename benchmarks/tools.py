@@ -83,8 +83,10 @@ def install(work: Path, python: str | None = None) -> str:
 
 
 def rconfd_argv(cfg: Path, addr: str, jwt: Path, *extra: str) -> list[str]:
+    """Every start from scratch (--state-dir none) unless `extra` names a state dir."""
+    state = () if "--state-dir" in extra else ("--state-dir", "none")
     return [*RCONFD, "-d", str(cfg), "-u", addr, "-l", "/auth/jwt/login", "-t", str(jwt),
-            *extra]
+            *state, *extra]
 
 
 def rconfd_config(work: Path, out: Path) -> Path:

@@ -3,7 +3,7 @@ hand-over to check, demo or image.
 
     rconfd-py [-d DIR] [-u URL] [-l LOGIN_PATH] [-j JPATH] [-c CACERT] [-T TOKEN]
               [-t TOKEN_PATH] [-v] [-r READY_FD] [-D] [--poll S] [--revoke-on-exit] [--engine E]
-              [--log-format text|json] [--dry-run]
+              [--log-format text|json] [--dry-run] [--state-dir DIR|none]
     rconfd-py check [-d DIR] [-j JPATH] [--engine E]
     rconfd-py status [--json] [--status-file PATH]
     rconfd-py demo [--keep DIR]
@@ -137,6 +137,11 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-file", metavar="PATH",
                    help="daemon: keep this status file (0644, no secret value) for "
                         "`rconfd-py status`; 'none' turns it off (/run/rconfd-py/status.json)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="keep tokens and leased secrets in DIR/state.json (0600, dir 0700) "
+                        "and reuse them at the next start if still alive: restarts and an "
+                        "init container's one-shot followed by the daemon mint nothing; "
+                        "'none' turns it off (/run/rconfd-py)")
     p.add_argument("--metrics-addr", metavar="HOST:PORT",
                    help="daemon: serve /metrics (Prometheus) and /healthz there; a bare PORT "
                         "is 127.0.0.1 (off; needs the 'metrics' extra)")
@@ -224,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 from .daemon.loop import Daemon
 
                 return Daemon(pipeline).run()
-            pipeline.first_pass()
+            try:
+                pipeline.first_pass()
+            finally:  # what was fetched, even by a failed pass, is not minted again
+                pipeline.save_state()
             return EXIT_OK
         finally:
             pipeline.close()

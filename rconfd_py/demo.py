@@ -55,7 +55,8 @@ def demo(templates: str | None = None, out: str | None = None, verbose: bool = F
             if stack.pg is not None:
                 env["PGPORT"] = str(stack.pg.port)
             argv = [sys.executable, "-m", "rconfd_py", "-d", str(config), "-u", stack.addr,
-                    "-l", "/auth/jwt/login", "-t", str(jwt), "-j", str(tpl / "lib")]
+                    "-l", "/auth/jwt/login", "-t", str(jwt), "-j", str(tpl / "lib"),
+                    "--state-dir", str(work / "state")]
             if verbose:
                 argv.append("-v")
             say("$ rconfd-py " + " ".join(argv[3:]))

@@ -10,6 +10,7 @@ no clock: times are given to it.
                                         next, error)
     templates: template -> TemplateEntry (the secret entries its files on disk hold, failures,
                                         next, error, last render, files, last hook)
+    changes:   a counter bumped at every change of a token or secret (what state.py saves)
     ready_at, counts, latency: readiness, outcomes counted by (what, result), Vault request
                                latency by operation (what `rconfd-py status` and the metrics
                                read: status.py, metrics.py)
@@ -137,6 +138,11 @@ class Ledger:
         self.first = _Entry()  # the first pass, while it fails and is retried
         self.counts: dict[tuple[str, str], int] = {}  # ("renewal", "ok") -> n
         self.latency: dict[str, list] = {}  # operation -> [count per bucket..., +Inf, sum]
+        self.changes = 0  # bumped when a token or secret is set, renewed or dropped (state.py)
+
+    def changed(self) -> None:
+        """A token or secret entry changed in place (a lease renewed): worth saving."""
+        self.changes += 1
 
     # -- outcomes ------------------------------------------------------------------------------
     def count(self, what: str, result: str) -> None:
@@ -169,6 +175,7 @@ class Ledger:
 
     def put_token(self, token: Token) -> TokenEntry:
         """A token from a login (a new entry) or a renewal (the same entry, updated)."""
+        self.changes += 1
         entry = self.tokens.get(token.role)
         if entry is None or entry.token.accessor != token.accessor:
             entry = self.tokens[token.role] = TokenEntry(token)
@@ -180,6 +187,7 @@ class Ledger:
     def remember(self, secret: Secret, now: float) -> SecretEntry:
         """A secret just fetched: a new entry, carrying the mint history of the one it replaces
         (a leased secret counts as a mint)."""
+        self.changes += 1
         old = self.secrets.get(secret.ref)
         mints = old.mints if old is not None else None
         entry = self.secrets[secret.ref] = SecretEntry(secret.ref, secret, mints)
@@ -195,6 +203,7 @@ class Ledger:
         return entry
 
     def forget(self, ref: SecretRef) -> SecretEntry | None:
+        self.changes += 1
         return self.secrets.pop(ref, None)
 
     def has(self, ref: SecretRef) -> bool:

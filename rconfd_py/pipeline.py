@@ -45,6 +45,9 @@ class Pipeline:
         self.readiness = notify.Readiness(settings.ready_fd)
         self._client = None
         self._owners: dict = {}  # template -> Owner | None, resolved at its first write
+        self.state = None  # state.StateDir (--state-dir), opened by the first pass
+        self._saved = None  # what it held, until resumed (a failed resume is tried again)
+        self._state_opened = False
 
     def use_config(self, config: Config) -> None:
         """A config reloaded (SIGHUP): the templates rendered from now on."""
@@ -236,6 +239,38 @@ class Pipeline:
         if self._client is not None:
             self._client.close()
 
+    # -- state (--state-dir) -------------------------------------------------------------
+    def _resume(self, network) -> None:
+        """Open the state dir (once), and put what it saved that still lives into the ledger
+        (resume.py): the fetch then skips it."""
+        s = self.settings
+        vault = any(r.backend == "vault" for r in self.config.by_ref)
+        if not self._state_opened and vault:  # nothing to save without Vault secrets
+            self._state_opened = True
+            if s.state_dir and not s.dry_run:
+                from .state import StateDir
+
+                self.state = StateDir.open(s.state_dir, vault_identity(s))
+                self._saved = self.state.load() if self.state is not None else None
+        saved = self._saved
+        if saved is None or not (saved.tokens or saved.secrets):
+            self._saved = None
+            return
+        from .resume import resume
+
+        wanted = {r for r in self.config.by_ref if r.backend == "vault" and not r.dynamic}
+        with network():
+            tokens, secrets = resume(saved, wanted, self.ledger, self.tokens.client,
+                                     self.clock(), s.timeout, s.revoke_on_exit)
+        self._saved = None
+        log.info("state: reused %d token(s) and %d leased secret(s) from %s", tokens, secrets,
+                 self.state.file)
+
+    def save_state(self) -> None:
+        """Save the ledger if it changed (never fails the run: state.py warns)."""
+        if self.state is not None and self._saved is None:
+            self.state.save(self.ledger, self.clock())
+
     # -- one pass ------------------------------------------------------------------------
     def first_pass(self, network=nullcontext) -> None:
         """Fetch everything, render every template, stage every file, and only then rename
@@ -244,6 +279,7 @@ class Pipeline:
         are not fetched again. `network` wraps the Vault calls (the daemon makes them
         interruptible by SIGTERM)."""
         config = self.config
+        self._resume(network)
         with network():
             self.fetch([r for r in config.by_ref if not r.dynamic and not self.valid(r)])
         rendered: list[tuple[TemplateConf, dict[Path, bytes]]] = []
@@ -281,6 +317,13 @@ class Pipeline:
                 notify.run_hook("ready", t.label, t.hooks["ready"])
         log.info("rendered %d template(s), %d file(s) changed", len(results),
                  sum(len(r.changed) for _, r in results))
+
+
+def vault_identity(s: Settings) -> str:
+    """The Vault a state file belongs to: its address (with or without /v1), and namespace if
+    any."""
+    url = s.url.rstrip("/").removesuffix("/v1").rstrip("/")
+    return url if not s.namespace else f"{url} namespace={s.namespace}"
 
 
 def _concurrently(calls: list) -> list:

@@ -47,6 +47,7 @@ DEFAULTS = {
     "timeout": 10.0,  # seconds per Vault request
     "idle_exec": None,  # -D with nothing leased: exec this command instead of exiting 0
     "status_file": "/run/rconfd-py/status.json",  # daemon status (status.py); "none": off
+    "state_dir": "/run/rconfd-py",  # the ledger saved for the next start (state.py); "none": off
     "metrics_addr": None,  # daemon: HOST:PORT of /metrics and /healthz (metrics.py)
     "cacert_given": False,  # set by build(): -c, RCONFD_CACERT or VAULT_CACERT was given
     "vault_token": None,  # set by build() from VAULT_TOKEN: used instead of a login
@@ -101,8 +102,9 @@ class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
             values["namespace"] = env["VAULT_NAMESPACE"]
         if isinstance(values.get("jpath"), str):
             values["jpath"] = split_jpath(values["jpath"])  # type: ignore[arg-type]
-        if str(values.get("status_file", "")).strip().lower() == "none":
-            values["status_file"] = None
+        for field in ("status_file", "state_dir"):
+            if str(values.get(field, "")).strip().lower() == "none":
+                values[field] = None
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.log_format not in LOG_FORMATS:
             raise ConfigError(f"--log-format {settings.log_format!r}: expected text or json")

@@ -8,9 +8,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-
 # the runner's own proxy settings never reach the runs: tests that want a proxy pass it
 PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy")
+
+
+def _env(env: dict[str, str] | None) -> dict[str, str]:
+    """The runner's environment without its RCONFD_, VAULT_ and proxy settings, then `env`.
+    RCONFD_STATE_DIR defaults to none: each test independent, unless it passes a state dir."""
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("RCONFD_", "VAULT_")) and k.lower() not in PROXY_VARS}
+    full["RCONFD_STATE_DIR"] = "none"
+    full.update(env or {})
+    full["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return full
 
 
 @dataclass
@@ -26,10 +36,7 @@ class Run:
 
 def rconfd(*args: str | Path, env: dict[str, str] | None = None, pass_fds: tuple = (),
            timeout: float = 60, cwd: Path | None = None) -> Run:
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("RCONFD_", "VAULT_")) and k.lower() not in PROXY_VARS}
-    full_env.update(env or {})
-    full_env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    full_env = _env(env)
     proc = subprocess.run([sys.executable, "-m", "rconfd_py", *map(str, args)], env=full_env,
                           capture_output=True, text=True, pass_fds=pass_fds, timeout=timeout, cwd=cwd)
     return Run(proc.returncode, proc.stdout, proc.stderr)
@@ -42,11 +49,7 @@ class DaemonProc:
                  pass_fds: tuple = ()):
         import time
 
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("RCONFD_", "VAULT_"))
-                    and k.lower() not in PROXY_VARS}
-        full_env.update(env or {})
-        full_env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        full_env = _env(env)
         self.log = log
         self._log_file = open(log, "w")
         self.started = time.time()

@@ -85,3 +85,20 @@ def test_audit_rates_and_poisson_reference():
     assert s["seconds"] == 4 and s["max"] == 3 and s["mean"] == 5 / 4
     assert abs(s["vmr"] - ((3 - 1.25) ** 2 + 0.25 ** 2 + 1.25 ** 2 + 0.25 ** 2) / 4 / 1.25) < 1e-9
     assert poisson_p99(1.0) == 4 and poisson_p99(0) == 0
+
+
+def test_a_short_restarts_round_counts_mints(tmp_path, stack, pg):
+    """Two restarts per variant: with the state dir nothing is minted, without it each restart
+    mints a database user and a certificate."""
+    from benchmarks import restarts
+
+    require_binaries("s6-svscan", "s6-svc", "s6-svstat", "s6-svscanctl")
+    results = restarts.run(tmp_path, restarts=2, seconds=2)
+    for name in restarts.VARIANTS:
+        r = results[name]
+        assert r["restarts"] == 2
+        minted = (r["db_users"], r["certs"])
+        if name.startswith("rconfd-py"):
+            assert minted == ((0, 0) if "no state" not in name else (2, 2)), (name, r)
+    assert results["bao agent SIGKILL"]["db_users"] == 2
+    assert "| rconfd-py SIGKILL, state | 0 | 0 |" in restarts.table(results)

@@ -111,7 +111,8 @@ def test_rconfd_under_s6(scan, vault_env, stack):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RCONFD_", "VAULT_"))},
            "PATH": f"{shims}:{os.environ['PATH']}", "RCONFD_DIR": str(cfg),
            "VAULT_ADDR": vault_env["VAULT_ADDR"], "RCONFD_LOGIN_PATH": "/auth/jwt/login",
-           "RCONFD_TOKEN_PATH": vault_env["VAULT_JWT_PATH"], "RCONFD_POLL": "1"}
+           "RCONFD_TOKEN_PATH": vault_env["VAULT_JWT_PATH"], "RCONFD_POLL": "1",
+           "RCONFD_STATE_DIR": "none"}  # independent of other runs
     svscan = subprocess.Popen(["s6-svscan", str(scandir)], env=env, stdout=subprocess.DEVNULL,
                               stderr=open(tmp_path / "svscan.log", "w"))
     try:

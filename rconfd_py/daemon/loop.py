@@ -64,6 +64,7 @@ class Daemon:
                 if self.settings.revoke_on_exit:
                     revoke_all(self.pipeline)
                 raise
+            self.pipeline.save_state()  # after readiness: never delays it
             if not first:
                 raise Stop()  # by a signal: what it fetched is revoked below if asked
             if not self.ledger.leased() and not self.settings.poll:
@@ -88,6 +89,7 @@ class Daemon:
                 if self.timers.first() == FLUSH and not self.signals.stopping:
                     self._dispatch(FLUSH)  # no timer can join this burst: no extra wake-up
                 if not self.signals.stopping:
+                    self.pipeline.save_state()  # when a handler changed the ledger
                     self.reporting.report()
                     self._sleep()
         except Stop:
@@ -98,6 +100,8 @@ class Daemon:
         log.info("daemon: stopping")
         if self.settings.revoke_on_exit:
             revoke_all(self.pipeline)
+        else:
+            self.pipeline.save_state()
         return EXIT_OK
 
     def _idle_exec(self, command: str) -> None:
@@ -142,6 +146,7 @@ class Daemon:
                     "first render failed (attempt %d); next attempt in %.1fs (SIGHUP retries "
                     "now)", attempt, when - self.clock())
                 self.timers.set(FIRST, when)
+            self.pipeline.save_state()  # what this attempt fetched is not minted again
             self.reporting.report()
             self._wait_first()
         return False
@@ -383,6 +388,7 @@ class Daemon:
         self._succeeded()
         entry.succeeded()
         entry.expires_at = sent + granted  # the grant began at most when the request was sent
+        self.ledger.changed()
         plan = policy.lease_renewed(entry, granted, now, self.rng, start=sent)
         if plan.act == Act.REFETCH:
             entry.renew = False

@@ -1,6 +1,6 @@
 """--revoke-on-exit: revoke the leases and tokens this process holds (the ledger's), with a short
-timeout per call and no new login on the way out. A supplied token (VAULT_TOKEN, the token file)
-is never revoked: it belongs to whoever wrote it."""
+timeout per call and no new login on the way out, and empty the state (--state-dir). A supplied
+token (VAULT_TOKEN, the token file) is never revoked: it belongs to whoever wrote it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ EXIT_TIMEOUT = 2.0  # per Vault call while revoking on exit
 
 
 def revoke_all(pipeline: Pipeline) -> None:
+    """Revoke what is held; the state file (--state-dir) goes too: nothing in it lives."""
+    if pipeline.state is not None:
+        pipeline.state.clear()
     store = pipeline.sources.vault
     if store is None:
         return

@@ -10,7 +10,9 @@ The numbers (README, "How renewal works"):
 - retry failures with exponential backoff and full jitter, 0.5 s doubling to 10 s, never later
   than just before the expiry it is racing;
 - never mint a new credential for the same secret more often than once per half lease, and for
-  leases of 40 s or more never more than 3 a minute, whatever fails.
+  leases of 40 s or more never more than 3 a minute, whatever fails;
+- at start, reuse a saved lease or certificate (--state-dir) with at least 1/3 of it left (a
+  renewable lease with less is renewed first).
 """
 
 from __future__ import annotations
@@ -78,6 +80,16 @@ def next_mint(mints: list[float], lease: float) -> float:
     if lease >= LONG_LEASE and len(mints) >= MINTS_PER_MINUTE:
         earliest = max(earliest, mints[-MINTS_PER_MINUTE] + 60.0)
     return earliest
+
+
+USEFUL = 1 / 3  # a lease or certificate found at start is reused with this much of it left
+
+
+def useful(remaining: float, length: float) -> bool:
+    """Worth reusing after a restart: something granted for `length` seconds (a lease's
+    duration, a certificate's lifetime) with `remaining` seconds left still has at least a
+    third of it, and more than the last try's margin."""
+    return length > 0 and remaining >= max(length * USEFUL, EXPIRY_MARGIN * 2)
 
 
 def renew_lease(client: VaultClient, token: str, lease_id: str, increment: float,
