@@ -259,6 +259,11 @@ class Pipeline:
         from .resume import resume
 
         wanted = {r for r in self.config.by_ref if r.backend == "vault" and not r.dynamic}
+        supplied = self.tokens.supplied
+        if supplied is not None:  # only the token supplied now; never one to revoke as dropped
+            roles, current = {r.role for r in wanted}, supplied.read()
+            saved = saved._replace(tokens={r: e for r, e in saved.tokens.items()
+                                           if r in roles and e.token.client_token == current})
         with network():
             tokens, secrets = resume(saved, wanted, self.ledger, self.tokens.client,
                                      self.clock(), s.timeout, s.revoke_on_exit)

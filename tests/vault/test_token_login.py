@@ -210,3 +210,25 @@ def test_the_token_is_registered_with_the_redactor(tmp_path, stack):
             finally:
                 pipeline.close()
         assert tok["client_token"] not in out.getvalue() and "echoed: " in out.getvalue()
+
+
+def test_with_a_state_dir_a_new_token_in_the_file_wins_over_the_saved_one(tmp_path, stack):
+    """The state (--state-dir) saved the first token; the file now holds a second one: the
+    restart uses the second (the first still lives: a saved token is no reason to keep it), and
+    the certificate fetched under the first is fetched again under the second."""
+    first, second = new_token(stack), new_token(stack)
+    path, state = tmp_path / "token", tmp_path / "state"
+    path.write_text(first["client_token"])
+    cfg = setup(tmp_path, leased=True)
+    r = rconfd("-d", cfg, "-u", stack.addr, "--vault-token-file", path, "-v",
+               env={"RCONFD_STATE_DIR": str(state)})
+    assert r.rc == 0 and first["accessor"] in r.err, r.err
+    cert = (tmp_path / "out" / "cert.pem").read_text()
+    path.write_text(second["client_token"])
+    r = rconfd("-d", cfg, "-u", stack.addr, "--vault-token-file", path, "-v",
+               env={"RCONFD_STATE_DIR": str(state)})
+    assert r.rc == 0, r.err
+    assert f"using the vault token of --vault-token-file {path}" in r.err
+    assert second["accessor"] in r.err and first["accessor"] not in r.err, r.err
+    assert (tmp_path / "out" / "cert.pem").read_text() != cert
+    assert lookup(stack, first["client_token"]).get("ttl", 0) > 0  # not revoked by us
