@@ -199,7 +199,7 @@ def node_config(name: str, port: int, cluster_port: int, data: Path,
         "}\n"
         f'api_addr = "http://{LOCALHOST}:{port}"\n'
         f'cluster_addr = "http://{LOCALHOST}:{cluster_port}"\n'
-        "disable_mlock = true\n"
+        # no disable_mlock: OpenBao 2 never mlocks and warns about the field
         'audit "file" "file" {\n'
         f"  options {{\n    file_path = {json.dumps(AUDIT_LOG)}\n  }}\n"
         "}\n"
