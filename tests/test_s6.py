@@ -18,7 +18,7 @@ from helpers import require_binaries
 from rconfd_py.notify import s6_control
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICE = ROOT / "rconfd_py" / "image" / "rootfs" / "etc" / "services.d" / "rconfd"
+SERVICE = ROOT / "rconfd_py" / "image" / "rootfs" / "etc" / "s6-overlay" / "s6-rc.d" / "rconfd"
 EXAMPLE = ROOT / "templates" / "examples" / "s6" / "myservice" / "run"
 S6 = ("s6-svscan", "s6-supervise", "s6-svwait", "s6-svstat", "s6-svscanctl", "execlineb")
 

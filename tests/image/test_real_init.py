@@ -76,7 +76,7 @@ def test_services_cmd_reload_restart_and_stop_under_real_init(container, stack, 
     assert c.logs()[cmd] == "cmd: start rconfd=true true app.env=yes"
     assert c.exec("cat", "/etc/app/app.env").stdout == "GREETING='hi'\n"
     (user,) = set(pg.psql(roles).split()) - before
-    assert c.exec("cat", "/etc/db/user").stdout == user
+    assert c.exec("cat", "/etc/db/user").stdout == user + "\n"
 
     # with-contenv: VAULT_ADDR and RCONFD_* reach rconfd-py, LD_PRELOAD reaches both services
     rconfd_pid = c.pid("rconfd")
