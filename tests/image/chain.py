@@ -231,7 +231,11 @@ class Container:
 
     def wait(self, timeout: float = 120) -> int:
         """The container's exit status, once it has stopped."""
-        out = run(["podman", *STORE, "wait", self.name], timeout=timeout).stdout.strip()
+        try:
+            out = run(["podman", *STORE, "wait", self.name], timeout=timeout).stdout.strip()
+        except subprocess.TimeoutExpired:
+            text = "\n".join(self.logs()[-40:])
+            raise AssertionError(f"{self.name} still running after {timeout} s:\n{text}") from None
         return int(out)
 
     def pid(self, service: str) -> str:
