@@ -33,8 +33,9 @@ def _members(path: Path) -> list[str]:
     try:
         with tarfile.open(path) as t:
             return [m.name.removeprefix("./").rstrip("/") for m in t]
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise ConfigError(f"--s6-overlay-from {path}: not a readable tarball ({e})") from None
+    except (tarfile.TarError, OSError, EOFError):
+        raise ConfigError(f"--s6-overlay-from {path}: not a tar archive (plain, gz, bz2 or xz) "
+                          "or unreadable") from None
 
 
 def inspect(paths: Sequence[str | Path], version: str | None = None) -> str:

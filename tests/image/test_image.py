@@ -3,8 +3,8 @@
 Containerfiles: hadolint-clean and structurally right (dockerfile parser); `rconfd-py image`:
 self-contained contexts, --base/--from, the pinned s6-overlay, dry runs, engine errors; deploy/:
 Kubernetes manifests parse and their config renders, deploy/vault/setup.py configures a real
-server. The base layer, service images and the opt-in build of the whole chain (RCONFD_IMAGE_BUILD=1)
-are in test_image_hierarchy.py.
+server. The base layer and service images are in test_image_hierarchy.py, --s6-overlay-from in
+test_overlay_from.py, the whole chain under s6-overlay's real /init in test_real_init.py.
 """
 
 from __future__ import annotations

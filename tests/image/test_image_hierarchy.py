@@ -6,9 +6,7 @@ the levels' FROM lines, also when rebased on another Alpine release; options app
 asked; a service's run/finish scripts are execline and behave, run with stubbed s6 commands; its
 rconfd config passes `rconfd-py check`.
 
-`test_hierarchy_on_debian` (marker image_build) is opt-in, RCONFD_IMAGE_BUILD=1, and not part of
-RCONFD_REQUIRE_ALL: it debootstraps Debian, builds base (mimalloc) -> s6 -> an example service
-with buildah and runs it with podman. It does not cover Alpine's packages nor s6-overlay's /init.
+The chain built and run under s6-overlay's real /init: test_real_init.py.
 """
 
 from __future__ import annotations
