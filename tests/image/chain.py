@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -50,7 +51,9 @@ DEBIAN = Distro(
 DEBIAN_PYTHON = DEBIAN.install.format(packages="python3 python3-venv ca-certificates") + (
     " \\\n && ln -s /command/execlineb /usr/bin/execlineb")
 DEBOOTSTRAP_CACHE = Path("/var/cache/rconfd-py-debootstrap")
-STORE_DIR = Path("/var/tmp/rconfd-py-image-test")  # its own storage: the host's is untouched
+# Its own storage, one per pytest process: the host's is untouched, two runs do not meet.
+STORE_PREFIX = "/var/tmp/rconfd-py-image-test-"
+STORE_DIR = Path(f"{STORE_PREFIX}{os.getpid()}")
 STORE = ["--storage-driver", "vfs", "--root", str(STORE_DIR / "root"),
          "--runroot", str(STORE_DIR / "run")]
 TAGS = {"base": "localhost/rconfd-base:debian-mimalloc", "s6": "localhost/s6-overlay:debian",
@@ -196,6 +199,14 @@ def proc_file(name: str, pid: str, what: str, user: str = "root") -> str:
                 f"/proc/{pid}/{what}"]).stdout
 
 
+
+
+def remove_stale_stores() -> None:
+    """The stores of test runs whose process is gone (killed before their cleanup)."""
+    for path in Path(STORE_PREFIX).parent.glob(Path(STORE_PREFIX).name + "*"):
+        pid = path.name.removeprefix(Path(STORE_PREFIX).name)
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class Container:

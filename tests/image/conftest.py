@@ -34,7 +34,7 @@ def real_init_chain(tmp_path_factory: pytest.TempPathFactory,
     t0 = time.monotonic()
     tarball = chain.debian_rootfs()
     times["debootstrap (cached)"] = time.monotonic() - t0
-    shutil.rmtree(chain.STORE_DIR, ignore_errors=True)
+    chain.remove_stale_stores()
     try:
         t0 = time.monotonic()
         chain.debian_chain(tmp_path_factory.mktemp("chain"), chain.import_base(tarball),
