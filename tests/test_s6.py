@@ -18,7 +18,7 @@ from helpers import require_binaries
 from rconfd_py.notify import s6_control
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICE = ROOT / "rconfd_py" / "image" / "rootfs" / "etc" / "services.d" / "rconfd"
+SERVICE = ROOT / "rconfd_py" / "image" / "rootfs" / "etc" / "s6-overlay" / "s6-rc.d" / "rconfd"
 EXAMPLE = ROOT / "templates" / "examples" / "s6" / "myservice" / "run"
 S6 = ("s6-svscan", "s6-supervise", "s6-svwait", "s6-svstat", "s6-svscanctl", "execlineb")
 
@@ -263,9 +263,13 @@ def test_finish_halts_the_container_only_on_config_errors(tmp_path, code, halts)
     require_binaries("execlineb")
     marker = tmp_path / "halted"
     halt = executable(tmp_path / "halt", f"#!/bin/sh\ntouch {marker}\n")
+    exitcode = tmp_path / "exitcode"
     finish = executable(tmp_path / "finish", (SERVICE / "finish").read_text().replace(
-        "/run/s6/basedir/bin/halt", str(halt)))
+        "/run/s6/basedir/bin/halt", str(halt)).replace(
+        "/run/s6-linux-init-container-results/exitcode", str(exitcode)))
     r = subprocess.run([str(finish), code, "0"], capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0
+    # 125 (a permanent failure for s6-supervise and s6-rc) after the halt, else 0 (restart)
+    assert r.returncode == (125 if halts else 0)
     assert marker.exists() is halts
+    assert (exitcode.read_text() if halts else None) == ("2\n" if halts else None)
     assert ("halting the container" in r.stderr) is halts

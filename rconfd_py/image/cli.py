@@ -2,13 +2,14 @@
 
     rconfd-py image base [--base IMAGE] [--apk-repository URL --apk-key FILE]
                          [--mimalloc [--large-pages]] BUILD_OPTIONS
-    rconfd-py image build [--from IMAGE] [--s6-overlay VERSION] [--wheel FILE] [--source DIR]
-                          BUILD_OPTIONS
+    rconfd-py image build [--from IMAGE] [--s6-overlay VERSION] [--s6-overlay-from FILE]...
+                          [--wheel FILE] [--source DIR] BUILD_OPTIONS
     rconfd-py image service NAME --exec CMD [--from IMAGE] [--package PKG]... [--copy SRC:DEST]...
                           [--user USER] [--config PATH] [--critical]
                           [--rconfd-config FILE --template FILE...] BUILD_OPTIONS
     rconfd-py image containerfile [--from IMAGE] [--s6-overlay VERSION] [--context]
-    rconfd-py image context DIR [--from IMAGE] [--s6-overlay VERSION] [--wheel FILE] [--source DIR]
+    rconfd-py image context DIR [--from IMAGE] [--s6-overlay VERSION] [--s6-overlay-from FILE]...
+                          [--wheel FILE] [--source DIR]
 
     BUILD_OPTIONS: [--builder B] [--tag TAG] [--context DIR] [--dry-run]
 """
@@ -54,7 +55,10 @@ commands:
 base, build and service write a context (a temporary one, or --context DIR) and build it with
 the first builder found ({', '.join(BUILDERS)}), or --builder; --dry-run prints the context and
 the command instead. The s6-overlay pinned is the one the Alpine release in the FROM image's
-name ships ({', '.join(f'{r}: {v}' for r, v in S6_OVERLAY.items())}), or --s6-overlay.
+name ships ({', '.join(f'{r}: {v}' for r, v in S6_OVERLAY.items())}), or --s6-overlay;
+with --s6-overlay-from (bases without that package, e.g. Debian: s6-overlay's own release
+tarballs, or one tree in its layout) the tarballs are ADDed to / instead and the version is the
+one they hold.
 exit codes: 0 ok, 2 usage error (no builder found, no wheel to ship), 6 cannot write the
             context, 7 pip wheel, the wheel's rebuild or the builder failed"""
 
@@ -76,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--s6-overlay", metavar="VERSION",
                         help="the s6-overlay to pin (default: the one of the Alpine release)")
         if wheel:
+            sp.add_argument("--s6-overlay-from", action="append", default=[], metavar="FILE",
+                            help="install s6-overlay from this tarball (repeatable, ADDed to / "
+                                 "in order; ./init and package/admin/s6-overlay-VERSION/) "
+                                 "instead of Alpine's package; the base's package manager "
+                                 "then only adds python3")
             sp.add_argument("--wheel", metavar="FILE",
                             help="ship this rconfd_py-*.whl (its rootfs too) instead of "
                                  "building one")
@@ -165,15 +174,17 @@ def run(args: argparse.Namespace) -> int:
 
     def write(dest: Path) -> Path:
         return write_context(dest, base=args.base, wheel=args.wheel, source=args.source,
-                             s6_overlay=args.s6_overlay)
+                             s6_overlay=args.s6_overlay, s6_overlay_from=args.s6_overlay_from)
 
     if args.command == "context":
         print(write(Path(args.dir)))
         return EXIT_OK
     from .containerfile import DEFAULT_FROM
     from .layers import s6_overlay_version, s6_tag
+    from .overlay import inspect
 
-    version = s6_overlay_version(args.base or DEFAULT_FROM["context"], args.s6_overlay)
+    version = (inspect(args.s6_overlay_from, args.s6_overlay) if args.s6_overlay_from else
+               s6_overlay_version(args.base or DEFAULT_FROM["context"], args.s6_overlay))
     return build(args, write, args.tag or s6_tag(version))
 
 

@@ -8,10 +8,12 @@ copies its ``rootfs/``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 
 from .. import __version__
 from .layers import DEFAULT_ALPINE, DEFAULT_BASE_TAG, fill, image_ref, s6_overlay_version
+from .overlay import add_lines
 
 DEFAULT_BASE = DEFAULT_ALPINE  # the top-level Containerfile's: it builds on a clean machine
 DEFAULT_FROM = {"source": DEFAULT_ALPINE, "context": DEFAULT_BASE_TAG}
@@ -25,6 +27,14 @@ RUN apk add --no-cache python3 "s6-overlay=~${S6_OVERLAY_VERSION}" s6-portable-u
  && if [ ! -e /usr/bin/execlineb ]; then \\
       ln -s "$(PATH="/command:$PATH" command -v execlineb)" /usr/bin/execlineb; \\
     fi"""
+
+# With --s6-overlay-from the tarballs bring /init, s6, s6-rc, execline and s6-pause (/command):
+# only python3 comes from apk.
+ALPINE_PYTHON = """\
+# The service scripts start with #!/usr/bin/execlineb (s6 upstream, Debian): link it there.
+# hadolint ignore=DL3018
+RUN apk add --no-cache python3 \\
+ && if [ ! -e /usr/bin/execlineb ]; then ln -s /command/execlineb /usr/bin/execlineb; fi"""
 
 BUILD_STAGE = """\
 FROM ${BASE} AS build
@@ -60,11 +70,15 @@ def template() -> str:
 
 
 def generate(variant: str = "source", base: str | None = None,
-           system_packages: str = ALPINE_PACKAGES, s6_overlay: str | None = None) -> str:
+           system_packages: str | None = None, s6_overlay: str | None = None,
+           s6_overlay_from: Sequence[str] = ()) -> str:
     """The Containerfile of ``variant`` ("source" or "context") with ``base`` as ARG BASE's
     default (the variant's DEFAULT_FROM if None) and ``s6_overlay`` as ARG S6_OVERLAY_VERSION's
     (if None, the one ``base``'s Alpine release ships; ConfigError if that cannot be told).
-    ``system_packages`` is the RUN that installs python3, s6, execline and /init."""
+    ``system_packages`` is the RUN that installs python3, s6, execline and /init (default:
+    Alpine's); with ``s6_overlay_from`` (the names of tarballs in the context's s6-overlay/,
+    checked by overlay.inspect, which gives ``s6_overlay``) the tarballs are ADDed first and
+    the default RUN installs python3 only."""
     if variant not in COPY_WHEELS:
         raise ValueError(f"unknown variant {variant!r}")
     base = image_ref("--from", base or DEFAULT_FROM[variant])
@@ -73,7 +87,9 @@ def generate(variant: str = "source", base: str | None = None,
         "@BASE@": base,
         "@BUILD_STAGE@": BUILD_STAGE if variant == "source" else "",
         "@S6_OVERLAY_VERSION@": s6_overlay_version(base, s6_overlay),
-        "@SYSTEM_PACKAGES@": system_packages.rstrip("\n"),
+        "@S6_OVERLAY_FROM@": add_lines(s6_overlay_from) + "\n" if s6_overlay_from else "",
+        "@SYSTEM_PACKAGES@": (system_packages or (ALPINE_PYTHON if s6_overlay_from
+                                                  else ALPINE_PACKAGES)).rstrip("\n"),
         "@COPY_WHEELS@": COPY_WHEELS[variant],
         "@COPY_ROOTFS@": COPY_ROOTFS[variant],
     })

@@ -18,12 +18,15 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from .. import __version__
 from ..errors import BuildError, ConfigError, OutputError
-from .containerfile import ALPINE_PACKAGES, generate
+from .containerfile import generate
 from .layers import write_context as write_context_dir
+from .overlay import DIR as OVERLAY_DIR
+from .overlay import copy_into, inspect
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +202,12 @@ def write_rootfs(files: dict[PurePosixPath, tuple[bytes, int]], dest: Path) -> N
 
 
 def write_context(dest: str | Path, *, base: str | None = None, wheel: str | Path | None = None,
-                  source: str | Path | None = None, system_packages: str = ALPINE_PACKAGES,
-                  s6_overlay: str | None = None) -> Path:
-    """Write the s6 layer's build context into ``dest`` (created; its Containerfile, wheels/ and
-    rootfs/ replaced, nothing else touched). Returns ``dest``."""
+                  source: str | Path | None = None, system_packages: str | None = None,
+                  s6_overlay: str | None = None,
+                  s6_overlay_from: Sequence[str | Path] = ()) -> Path:
+    """Write the s6 layer's build context into ``dest`` (created; its Containerfile, wheels/,
+    rootfs/ and s6-overlay/ replaced, nothing else touched). Returns ``dest``.
+    ``s6_overlay_from``: s6-overlay tarballs to install instead of Alpine's package."""
     dest = Path(dest).resolve()
     if wheel is not None:
         wheel = Path(wheel)
@@ -212,7 +217,10 @@ def write_context(dest: str | Path, *, base: str | None = None, wheel: str | Pat
     root = source_dir(source) if wheel is None or source is not None else None
     if root is not None and dest == root.resolve():
         raise ConfigError(f"{dest} is the source checkout: write the context elsewhere")
-    text = generate("context", base=base, system_packages=system_packages, s6_overlay=s6_overlay)
+    if s6_overlay_from:
+        s6_overlay = inspect(s6_overlay_from, s6_overlay)
+    text = generate("context", base=base, system_packages=system_packages, s6_overlay=s6_overlay,
+                    s6_overlay_from=[Path(p).name for p in s6_overlay_from])
     # the wheel, and the rootfs it ships, before anything is written: a failure leaves dest as is
     if wheel is not None:
         try:
@@ -230,7 +238,9 @@ def write_context(dest: str | Path, *, base: str | None = None, wheel: str | Pat
         (ctx / "wheels").mkdir()
         (ctx / "wheels" / name).write_bytes(data)
         write_rootfs(rootfs, ctx / ROOTFS)
+        if s6_overlay_from:
+            copy_into(s6_overlay_from, ctx)
 
-    write_context_dir(dest, text, ("wheels", ROOTFS), populate)
+    write_context_dir(dest, text, ("wheels", ROOTFS, OVERLAY_DIR), populate)
     log.debug("build context written to %s", dest)
     return dest

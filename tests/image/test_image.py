@@ -3,8 +3,8 @@
 Containerfiles: hadolint-clean and structurally right (dockerfile parser); `rconfd-py image`:
 self-contained contexts, --base/--from, the pinned s6-overlay, dry runs, engine errors; deploy/:
 Kubernetes manifests parse and their config renders, deploy/vault/setup.py configures a real
-server. The base layer, service images and the opt-in build of the whole chain (RCONFD_IMAGE_BUILD=1)
-are in test_image_hierarchy.py.
+server. The base layer and service images are in test_image_hierarchy.py, --s6-overlay-from in
+test_overlay_from.py, the whole chain under s6-overlay's real /init in test_real_init.py.
 """
 
 from __future__ import annotations
@@ -189,8 +189,8 @@ def test_context_is_self_contained(context: Path):
         src, dst = ROOTFS / rel, context / "rootfs" / rel
         assert dst.read_bytes() == src.read_bytes(), rel
         assert stat.S_IMODE(dst.stat().st_mode) == stat.S_IMODE(src.stat().st_mode), rel
-    if (ROOTFS / "etc/services.d/rconfd/run").exists():
-        assert os.access(context / "rootfs/etc/services.d/rconfd/run", os.X_OK)
+    if (ROOTFS / "etc/s6-overlay/s6-rc.d/rconfd/run").exists():
+        assert os.access(context / "rootfs/etc/s6-overlay/s6-rc.d/rconfd/run", os.X_OK)
     with zipfile.ZipFile(context / "wheels" / WHEEL_NAME) as z:  # the rootfs ships in the wheel
         for rel in shipped:
             assert z.read(f"rconfd_py/image/rootfs/{rel}") == (ROOTFS / rel).read_bytes(), rel

@@ -6,22 +6,15 @@ the levels' FROM lines, also when rebased on another Alpine release; options app
 asked; a service's run/finish scripts are execline and behave, run with stubbed s6 commands; its
 rconfd config passes `rconfd-py check`.
 
-`test_hierarchy_on_debian` (marker image_build) is opt-in, RCONFD_IMAGE_BUILD=1, and not part of
-RCONFD_REQUIRE_ALL: it debootstraps Debian, builds base (mimalloc) -> s6 -> an example service
-with buildah and runs it with podman. It does not cover Alpine's packages nor s6-overlay's /init.
+The chain built and run under s6-overlay's real /init: test_real_init.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
-import shutil
 import subprocess
-import tempfile
-import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -30,7 +23,6 @@ from helpers import require_binaries
 from test_image import (
     ROOT,
     check_structure,
-    configmap_dir,
     context,
     instructions,
     lint,
@@ -38,14 +30,13 @@ from test_image import (
     wheel,
 )
 
-from rconfd_py import __version__, errors
+from rconfd_py import errors
 from rconfd_py.image import base as base_layer
 from rconfd_py.image import scripts, service
 from rconfd_py.image.layers import (
     DEFAULT_BASE_TAG,
     DEFAULT_S6_TAG,
     S6_OVERLAY,
-    Distro,
     alpine_release,
 )
 
@@ -380,273 +371,3 @@ def test_run_follows_the_example_service_pattern():
     assert example[1] == "if { eltest -f /etc/myservice/myservice.conf }"
     assert run[1] == "ifelse -n { eltest -f /etc/myservice/myservice.conf }"
     assert run[3:] == [example[2], "with-contenv", *example[3:]]
-
-
-# -- opt-in: build base -> s6 -> service on Debian and run it -------------------------------------
-
-DEBIAN = Distro(
-    install="# hadolint ignore=DL3008\nRUN apt-get update \\\n"
-            " && apt-get install -y --no-install-recommends {packages} \\\n"
-            " && rm -rf /var/lib/apt/lists/*",
-    add_user="useradd --system --user-group --no-create-home --home-dir /nonexistent "
-             "--shell /usr/sbin/nologin {user}",
-    mimalloc_package="libmimalloc2.0",  # stands in for Alpine's mimalloc2
-    mimalloc_library="/usr/lib/x86_64-linux-gnu/libmimalloc.so.2",
-    repository=None,
-)
-DEBIAN_PACKAGES = DEBIAN.install.format(
-    packages="python3 python3-venv s6 execline ca-certificates") + "\nCOPY debian/ /"
-
-# Stand-ins for what s6-overlay provides on Alpine; NOT s6-overlay: no stage 1/2/3, no
-# cont-init.d, no /run/s6/container_environment, no S6_* behaviour. Its halt ends the container
-# with the code a finish script wrote, as s6-overlay's does.
-DEBIAN_SHIMS = {
-    "init": "#!/bin/sh\n# test stand-in for s6-overlay's /init: supervise /etc/services.d\n"
-            'PATH="/command:$PATH"; export PATH\n'
-            "mkdir -p /run/service /run/s6/basedir/bin /run/s6-linux-init-container-results\n"
-            "printf '#!/bin/sh\\nexec s6-svscanctl -t /run/service\\n' "
-            "> /run/s6/basedir/bin/halt\n"
-            "chmod 755 /run/s6/basedir/bin/halt\n"
-            "echo 0 > /run/s6-linux-init-container-results/exitcode\n"
-            "cp -a /etc/services.d/. /run/service/\n"
-            "s6-svscan /run/service\n"
-            'exit "$(cat /run/s6-linux-init-container-results/exitcode)"\n',
-    "command/with-contenv": '#!/bin/sh\nexec "$@"\n',  # the env is passed down as it is
-    "usr/local/bin/s6-pause": "#!/bin/sh\nexec sleep infinity\n",  # s6-portable-utils
-}
-DEBOOTSTRAP_CACHE = Path("/var/cache/rconfd-py-debootstrap")
-STORE_DIR = Path("/var/tmp/rconfd-py-image-test")  # its own storage: the host's is untouched
-STORE = ["--storage-driver", "vfs", "--root", str(STORE_DIR / "root"),
-         "--runroot", str(STORE_DIR / "run")]
-TAGS = {"base": "localhost/rconfd-base:debian-mimalloc", "s6": "localhost/s6-overlay:debian",
-        "service": "localhost/myservice:debian"}
-
-# The example service: reads its config at start and on SIGHUP; SIGUSR1 makes it fail (exit 3).
-MYSERVICE = """\
-#!/usr/bin/python3
-import hashlib, os, signal, sys
-
-conf = sys.argv[sys.argv.index("--config") + 1]
-
-def load(why, *_):
-    with open(conf, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    print(f"myservice: {why} uid={os.getuid()} config={digest}", flush=True)
-
-signal.signal(signal.SIGHUP, lambda *_: load("reload"))
-signal.signal(signal.SIGUSR1, lambda *_: sys.exit(3))
-load("start")
-while True:
-    signal.pause()
-"""
-MYSERVICE_TEMPLATE = """\
-local s = std.extVar('secrets');
-{ 'myservice.conf': 'serial=' + s.cert.serial_number + '\\n', 'tls.pem': s.cert.certificate }
-"""
-MYSERVICE_CONFIG = {"myservice.jsonnet": {
-    "dir": "/etc/myservice", "mode": "0640", "user": "myservice",
-    "secrets": {"vault:${VAULT_ROLE},POST,common_name=myservice.example.com:"
-                "pki/issue/example.com": "cert"}}}  # a 10 s certificate: it rotates
-
-
-def run(argv: list, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{shlex.join(map(str, argv))} exited {proc.returncode}:\n"
-                             f"{(proc.stdout + proc.stderr)[-4000:]}")
-    return proc
-
-
-def debian_rootfs() -> Path:
-    """A minbase bookworm rootfs as a tarball, debootstrapped once and cached."""
-    tarball = DEBOOTSTRAP_CACHE / "bookworm-minbase.tar"
-    if tarball.is_file():
-        return tarball
-    mirror = os.environ.get("RCONFD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-    DEBOOTSTRAP_CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=DEBOOTSTRAP_CACHE) as tmp:
-        proc = run(["debootstrap", "--variant=minbase", "bookworm", f"{tmp}/rootfs", mirror],
-                   timeout=900, check=False)
-        if proc.returncode != 0:
-            pytest.skip(f"debootstrap bookworm from {mirror} failed (exit {proc.returncode}): "
-                        f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
-        run(["tar", "-C", f"{tmp}/rootfs", "-cf", f"{tarball}.tmp", "."])
-        os.replace(f"{tarball}.tmp", tarball)
-    return tarball
-
-
-def import_base(tarball: Path) -> str:
-    """localhost/debian-base from the rootfs; the host's CA bundle rides along when pip needs
-    it (PIP_CERT: a TLS-intercepting egress proxy, as in the sandbox this was written in)."""
-    ctr = run(["buildah", *STORE, "from", "scratch"]).stdout.strip()
-    try:
-        run(["buildah", *STORE, "add", ctr, tarball, "/"])
-        env = ["--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-        if os.environ.get("PIP_CERT") and Path(os.environ["PIP_CERT"]).is_file():
-            run(["buildah", *STORE, "copy", ctr, os.environ["PIP_CERT"], "/etc/ssl/host-ca.pem"])
-            env += ["--env", "PIP_CERT=/etc/ssl/host-ca.pem"]
-        run(["buildah", *STORE, "config", *env, ctr])
-        run(["buildah", *STORE, "commit", "-q", ctr, "localhost/debian-base"])
-    finally:
-        run(["buildah", *STORE, "rm", ctr], check=False)
-    return "localhost/debian-base"
-
-
-def build(ctx: Path, tag: str) -> str:
-    """Lint the context's Containerfile, build it with buildah (vfs, chroot isolation)."""
-    from rconfd_py.image.builder import build_command
-
-    lint((ctx / "Containerfile").read_text())
-    argv = build_command("buildah", ctx, tag)
-    proc = run([argv[0], *STORE, "build", "--isolation", "chroot", *argv[2:]], timeout=1200,
-               check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return proc.stdout
-
-
-def debian_chain(tmp_path: Path, base: str) -> None:
-    """base (mimalloc) -> s6 layer -> myservice, the Debian stand-ins for Alpine's packages."""
-    from rconfd_py.image.context import write_context
-
-    build(base_layer.write_base_context(tmp_path / "base", base, mimalloc=True, distro=DEBIAN),
-          TAGS["base"])
-    ctx = write_context(tmp_path / "s6", base=TAGS["base"], system_packages=DEBIAN_PACKAGES,
-                        s6_overlay=S6_OVERLAY["3.20"])
-    for rel, text in DEBIAN_SHIMS.items():
-        executable(ctx / "debian" / rel, text)
-    out = build(ctx, TAGS["s6"])
-    assert f"rconfd-py {__version__}" in out  # the sanity RUN, under mimalloc
-    src = tmp_path / "myservice-src"
-    src.mkdir()
-    executable(src / "myservice", MYSERVICE)
-    (src / "myservice.jsonnet").write_text(MYSERVICE_TEMPLATE)
-    (src / "rconfd.json").write_text(json.dumps(MYSERVICE_CONFIG))
-    build(service.write_service_context(
-        tmp_path / "svc", "myservice", EXAMPLE_EXEC.replace("/usr/bin", "/usr/local/bin"),
-        base=TAGS["s6"], copies=[f"{src / 'myservice'}:/usr/local/bin/myservice"],
-        critical=True, rconfd_config=src / "rconfd.json",
-        templates=[src / "myservice.jsonnet"], distro=DEBIAN), TAGS["service"])
-
-
-def _when(stamp: str) -> tuple[float, int]:
-    """An RFC 3339 timestamp with up to 9 fraction digits (Go trims trailing zeros), sortable."""
-    m = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(.*)", stamp)
-    assert m, stamp
-    head, frac, zone = m.groups()
-    return datetime.fromisoformat(head + zone).timestamp(), int((frac or "").ljust(9, "0"))
-
-
-def logs(name: str) -> list[str]:
-    """The container's output in time order: podman prints the container's stdout (myservice)
-    and stderr (rconfd-py) apart, each line with its timestamp."""
-    out = run(["podman", *STORE, "logs", "-t", name], check=False)
-    stamped = [ln.split(" ", 1) for ln in (out.stdout + out.stderr).splitlines() if " " in ln]
-    return [line for _, line in sorted(stamped, key=lambda s: _when(s[0]))]
-
-
-def wait_for_line(name: str, needle: str, timeout: float, after: int = 0) -> int:
-    """Index of the first log line after ``after`` containing ``needle``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for i, line in enumerate(logs(name)):
-            if i >= after and needle in line:
-                return i
-        time.sleep(0.5)
-    text = "\n".join(logs(name))
-    raise AssertionError(f"no {needle!r} in the container's output:\n{text[-3000:]}")
-
-
-def proc_file(name: str, pid: str, what: str, user: str = "root") -> str:
-    """/proc/PID/WHAT read as the process's own user (the container has no CAP_SYS_PTRACE)."""
-    return run(["podman", *STORE, "exec", "--user", user, name, "cat",
-                f"/proc/{pid}/{what}"]).stdout
-
-
-@pytest.mark.image_build
-@pytest.mark.timeout(2400)
-@pytest.mark.skipif(os.environ.get("RCONFD_IMAGE_BUILD") != "1",
-                    reason="opt-in: RCONFD_IMAGE_BUILD=1 builds and runs images (minutes)")
-def test_hierarchy_on_debian(tmp_path: Path, stack, vault_env):
-    missing = [t for t in ("buildah", "podman", "runc", "debootstrap") if not shutil.which(t)]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}: apt-get install buildah podman runc debootstrap")
-    if os.geteuid() != 0:
-        pytest.skip("needs root (debootstrap, vfs storage, runc)")
-    times = {}
-    t0 = time.monotonic()
-    tarball = debian_rootfs()
-    times["debootstrap (cached after the first run)"] = time.monotonic() - t0
-    shutil.rmtree(STORE_DIR, ignore_errors=True)
-    name = f"rconfd-py-it-{os.getpid()}"
-    try:
-        t0 = time.monotonic()
-        debian_chain(tmp_path, import_base(tarball))
-        times["base import + 3 builds"] = time.monotonic() - t0
-
-        stack.client().write_data("kv/data/app/config", data={"data": {"greeting": "hi"}})
-        cfg = configmap_dir(tmp_path / "cfg")  # deploy/kubernetes/configmap.yaml, as is
-        # Its files one by one (a ConfigMap's items), next to myservice's baked-in config.
-        mounts = [a for f in sorted(cfg.iterdir()) for a in ("-v", f"{f}:/etc/rconfd/{f.name}:ro")]
-        t0 = time.monotonic()
-        # Explicit, modest rlimits: podman's defaults (nofile/nproc ~1M) were refused by runc
-        # in the sandbox this was written in ("error setting rlimit type 6/7").
-        proc = run(["podman", *STORE, "run", "-d", "--name", name, "--network", "host",
-                    "--runtime", "runc", "--cgroup-manager", "cgroupfs",
-                    "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
-                    "-e", f"VAULT_ADDR={stack.addr}", "-e", "RCONFD_LOGIN_PATH=/auth/jwt/login",
-                    "-e", "VAULT_ROLE=test-role", "-e", "POD_NAMESPACE=default", *mounts,
-                    "-v", (f"{vault_env['VAULT_JWT_PATH']}:"
-                           "/var/run/secrets/kubernetes.io/serviceaccount/token:ro"),
-                    TAGS["service"]], timeout=120, check=False)
-        if proc.returncode != 0:
-            pytest.skip(f"podman cannot run a container here: {proc.stderr.strip()[-500:]}")
-        ready = run(["podman", *STORE, "exec", name, "s6-svwait", "-U", "-t", "60000",
-                     "/run/service/rconfd"], timeout=90, check=False)
-        times["container start to ready"] = time.monotonic() - t0
-        assert ready.returncode == 0, f"not ready: {ready.stderr}\n{logs(name)}"
-        svstat = run(["podman", *STORE, "exec", name, "s6-svstat", "/run/service/rconfd"])
-        assert svstat.stdout.startswith("up ") and "ready" in svstat.stdout, svstat.stdout
-        env = run(["podman", *STORE, "exec", name, "cat", "/etc/app/app.env"]).stdout
-        assert env == "GREETING='hi'\n"
-        mode = run(["podman", *STORE, "exec", name, "stat", "-c", "%a %U",
-                    "/etc/app/app.env", "/etc/myservice/myservice.conf"])
-        assert mode.stdout.split("\n")[:2] == ["640 root", "640 myservice"]
-
-        # myservice starts once rconfd-py has written every file, as its own user
-        started = wait_for_line(name, "myservice: start uid=", 30)
-        lines = logs(name)
-        rendered = next(i for i, ln in enumerate(lines) if "rendered 2 template(s)" in ln)
-        starting = lines.index("myservice: starting")
-        assert rendered < starting < started  # the output's order
-        uid = run(["podman", *STORE, "exec", name, "id", "-u", "myservice"]).stdout.strip()
-        assert uid != "0" and f"uid={uid} " in lines[started]
-        pid = run(["podman", *STORE, "exec", name, "s6-svstat", "-o", "pid",
-                   "/run/service/myservice"]).stdout.strip()
-        status = proc_file(name, pid, "status")
-        assert any(ln.split()[:2] == ["Uid:", uid] for ln in status.splitlines()), status
-        # LD_PRELOAD reaches it (and rconfd-py) through with-contenv: mimalloc is mapped
-        rconfd_pid = run(["podman", *STORE, "exec", name, "s6-svstat", "-o", "pid",
-                          "/run/service/rconfd"]).stdout.strip()
-        for p, user in ((pid, "myservice"), (rconfd_pid, "root")):
-            environ = proc_file(name, p, "environ", user).split("\0")
-            assert f"LD_PRELOAD={DEBIAN.mimalloc_library}" in environ
-            assert "libmimalloc.so" in proc_file(name, p, "maps", user)
-        # its rconfd config is valid in the image (where its user exists)
-        check = run(["podman", *STORE, "exec", name, "rconfd-py", "check"], check=False)
-        assert check.returncode == 0, check.stderr
-
-        # the 10 s certificate rotates: rconfd-py rewrites the config and HUPs myservice
-        config = lines[started].split("config=")[1]
-        reload = wait_for_line(name, "myservice: reload uid=", 40, after=started)
-        assert config not in logs(name)[reload]  # a new certificate
-        assert sum("myservice: start uid=" in ln for ln in logs(name)) == 1  # not restarted
-
-        # critical: when it fails, ./finish halts the container with its exit code
-        run(["podman", *STORE, "exec", name, "s6-svc", "-1", "/run/service/myservice"])
-        waited = run(["podman", *STORE, "wait", name], timeout=60, check=False)
-        assert waited.stdout.strip() == "3", (waited.stdout, waited.stderr, logs(name)[-10:])
-        print("image build timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
-    finally:
-        run(["podman", *STORE, "rm", "-f", "-t", "0", name], check=False)
-        shutil.rmtree(STORE_DIR, ignore_errors=True)

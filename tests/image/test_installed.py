@@ -116,7 +116,7 @@ def test_installed_context_is_complete_and_lints(installed: Installed, installed
     lint(text)
     # the s6 service exactly as in the checkout, modes included (run and finish executable)
     assert files(ctx / "rootfs") == files(ROOTFS)
-    assert files(ROOTFS)["etc/services.d/rconfd/run"][1] == 0o755
+    assert files(ROOTFS)["etc/s6-overlay/s6-rc.d/rconfd/run"][1] == 0o755
     # the wheel is rebuilt from the installed RECORD: the same files as the one pip built
     assert sorted(p.name for p in (ctx / "wheels").iterdir()) == [WHEEL_NAME]
     rebuilt = ctx / "wheels" / WHEEL_NAME
