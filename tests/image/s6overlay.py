@@ -46,7 +46,20 @@ TARBALL = "s6-overlay.tar"
 
 
 def source_dir() -> Path:
-    return Path(os.environ.get("RCONFD_S6_OVERLAY_SRC", VENDOR))
+    """RCONFD_S6_OVERLAY_SRC, else ../shared/vendor next to this checkout, else next to the
+    checkout this one was cloned from (CI tests a clean clone made elsewhere)."""
+    if "RCONFD_S6_OVERLAY_SRC" in os.environ:
+        return Path(os.environ["RCONFD_S6_OVERLAY_SRC"])
+    if VENDOR.is_dir():
+        return VENDOR
+    origin = subprocess.run(["git", "-C", str(Path(__file__).parent), "config", "--get",
+                             "remote.origin.url"], capture_output=True, text=True).stdout.strip()
+    if origin.startswith(("/", "file://")):
+        candidate = (Path(origin.removeprefix("file://")).resolve().parent / "shared" / "vendor"
+                     / f"s6-overlay-{VERSION}")
+        if candidate.is_dir():
+            return candidate
+    return VENDOR
 
 
 def archives(src: Path) -> list[Path]:
