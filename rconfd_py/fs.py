@@ -43,6 +43,16 @@ def read_capped(fd: int, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def read_file(path: str, limit: int) -> bytes | None:
+    """The whole regular file `path`, reached as `open_file` does, or None when it holds more
+    than `limit` bytes. Raises UnsafePath, or OSError from the read."""
+    fd, st = open_file(path)
+    try:
+        return read_capped(fd, limit) if st.st_size <= limit else None
+    finally:
+        os.close(fd)
+
+
 class UnsafePath(Exception):
     """The path cannot be reached safely (or at all); the message names the component."""
 

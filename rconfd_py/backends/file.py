@@ -6,10 +6,8 @@ anybody else's symbolic links (fs.py), and only a regular file is read (a FIFO o
 there would hang the read or never end), up to MAX_SIZE.
 """
 
-import os
-
 from ..errors import SourceError
-from ..fs import UnsafePath, open_file, read_capped
+from ..fs import UnsafePath, read_file
 from ..refs import SecretRef
 from ..secret import Secret
 from . import decode
@@ -19,17 +17,13 @@ MAX_SIZE = 16 * 1024 * 1024
 
 def fetch(ref: SecretRef, now: float) -> Secret:
     try:
-        fd, st = open_file(ref.path)
+        data = read_file(ref.path, MAX_SIZE)
     except UnsafePath as e:
         raise SourceError(f"{ref}: cannot read {ref.path}: {e}") from None
-    try:
-        data = read_capped(fd, MAX_SIZE) if st.st_size <= MAX_SIZE else None
-        if data is None:
-            raise SourceError(f"{ref}: {ref.path} is larger than {MAX_SIZE >> 20} MiB")
     except OSError as e:
         raise SourceError(f"{ref}: cannot read {ref.path}: {e.strerror}") from None
-    finally:
-        os.close(fd)
+    if data is None:
+        raise SourceError(f"{ref}: {ref.path} is larger than {MAX_SIZE >> 20} MiB")
     try:
         text = data.decode("utf-8")
         text = text.replace("\r\n", "\n").replace("\r", "\n")  # as open() in text mode did

@@ -10,11 +10,9 @@ it: it is never revoked (daemon/revoke.py).
 
 from __future__ import annotations
 
-import os
-
 from .. import redact
 from ..errors import ConfigError, VaultError
-from ..fs import UnsafePath, open_file, read_capped
+from ..fs import UnsafePath, read_file
 from .auth import Token
 
 TYPE_CHECKING = False
@@ -44,16 +42,12 @@ class SuppliedToken:
 
     def _read(self) -> str:
         try:
-            fd, st = open_file(self.path)
+            data = read_file(self.path, MAX_SIZE)
         except UnsafePath as e:
             raise ConfigError(f"cannot read the vault token file {self.path}: {e}") from None
-        try:
-            data = read_capped(fd, MAX_SIZE) if st.st_size <= MAX_SIZE else None
         except OSError as e:
             raise ConfigError(f"cannot read the vault token file {self.path}: "
                               f"{e.strerror}") from None
-        finally:
-            os.close(fd)
         if data is None:
             raise ConfigError(f"the vault token file {self.path} is larger than "
                               f"{MAX_SIZE >> 10} KiB: not a token")
