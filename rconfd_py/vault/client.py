@@ -77,6 +77,16 @@ class VaultClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def timeout(self) -> float:
+        """The timeout of requests that name none (the daemon lengthens it while nothing it
+        holds is about to expire: vault/pipeline.py, daemon/policy.py)."""
+        return self._http.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._http.timeout = seconds
+
     def request(self, method: str, path: str, *, token: str | None = None,
                 body: dict | None = None, params: dict | None = None,
                 timeout: float | None = None, idempotent: bool | None = None) -> dict:
@@ -106,7 +116,8 @@ class VaultClient:
                 body=json.dumps(body).encode() if body is not None else None)
         except TransportError as e:
             if e.timeout:
-                raise VaultError(f"{where}: Vault did not answer in time ({self.base})") from None
+                raise VaultError(f"{where}: Vault did not answer in time ({self.base})",
+                                 timed_out=True) from None
             raise VaultError(f"{where}: cannot reach Vault at {self.base}: {_quote(str(e))}"
                              ) from None
         if resp.status == 204:
