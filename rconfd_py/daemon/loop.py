@@ -378,8 +378,9 @@ class Daemon:
                      plan.act == Act.RENEW else "did not land: fetching a new secret")
         if plan.act == Act.REFETCH:
             entry.renew = False
-            log.info("%s: lease reaches its max TTL in %.0fs: new secret in %.0fs", ref,
-                     granted, plan.at - now)
+            if not check:
+                log.info("%s: lease reaches its max TTL in %.0fs: new secret in %.0fs", ref,
+                         granted, plan.at - now)
         else:
             log.debug("%s: lease renewed for %.0fs", ref, granted, extra=_fields(ref, granted))
         self._plan_secret(entry, plan)
