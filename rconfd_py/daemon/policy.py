@@ -10,8 +10,9 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 |                                        | it is not renewable                                  |
 | token after renewal                    | RENEW at 55-82 % of its TTL (4 s before its end at   |
 |                                        | the latest)                                          |
-| renewal granted < 90 % of what was     | RELOGIN (tokens) / REFETCH (leases) at a random point|
-| asked (max TTL near)                   | of the last 10-25 % of its life since login / fetch  |
+| renewal granted < 90 % of what was     | RELOGIN at a random point of the last 10-25 % of the |
+| asked (max TTL near)                   | token's life since its login; REFETCH at 75-90 % of  |
+|                                        | the grant (leases)                                   |
 | renewal refused (4xx)                  | RELOGIN now (tokens); REFETCH now (leases)           |
 | renewal answered after (or within 1 s  | believed only if a lookup says it lives; else        |
 | of) the known end                      | RELOGIN / REFETCH now                                |
@@ -34,7 +35,9 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 
 Request timeouts: a renewal's never outlasts the expiry it races (--timeout at most); a fetch,
 login or lookup with nothing alive to lose waits up to 3 x --timeout, as long as nothing else
-held expires meanwhile (one request queued per lease at a slow server, not one per retry).
+held expires meanwhile (one request queued per lease at a slow server, not one per retry); and
+after a timeout the next attempt's timeout is doubled (up to 6 x --timeout, within the same
+limits).
 """
 
 from __future__ import annotations
@@ -54,30 +57,39 @@ MIN_TIMEOUT = 0.5  # the shortest request timeout a deadline leaves
 LONG_TIMEOUT = 3  # x --timeout: how long a request with nothing alive to lose may wait
 
 
-def request_timeout(default: float, now: float, deadline: float | None) -> float:
-    """A renewal's timeout: never past the expiry it races (an answer after it is worthless)."""
+def _doubled(base: float, default: float, timed_out: float) -> float:
+    """After an attempt that timed out, the next waits twice as long (up to 2 x LONG_TIMEOUT x
+    default): it is then more likely to be the one still waiting when a frozen server wakes."""
+    return max(base, min(2 * timed_out, 2 * LONG_TIMEOUT * default))
+
+
+def request_timeout(default: float, now: float, deadline: float | None,
+                    timed_out: float = 0.0) -> float:
+    """A renewal's timeout: the default (doubled after a timeout), never past the expiry it
+    races (an answer after it is worthless)."""
+    base = _doubled(default, default, timed_out)
     if deadline is None:
-        return default
-    return min(default, max(MIN_TIMEOUT, deadline - now))
+        return base
+    return min(base, max(MIN_TIMEOUT, deadline - now))
 
 
 def wait_timeout(default: float, now: float, alive_until: float | None,
-                 soonest: float | None) -> float:
+                 soonest: float | None, timed_out: float = 0.0) -> float:
     """The timeout of a fetch, login or lookup. While what it replaces is alive
     (`alive_until` ahead), the default. Once nothing is left to lose, a long one (3 x default):
     a request the client gave up on may still be processed by a slow or frozen server, and
-    every retry would queue behind it, so one long wait beats several short ones; but never
-    past LAST_MARGIN before `soonest`, the first expiry of anything else the daemon holds, nor
-    shorter than the default."""
-    if alive_until is not None and alive_until > now:
-        return default
-    longest = default * LONG_TIMEOUT
+    every retry would queue behind it, so one long wait beats several short ones. Doubled after
+    a timeout; but never past LAST_MARGIN before `soonest`, the first expiry of anything else
+    the daemon holds, nor shorter than the default."""
+    alive = alive_until is not None and alive_until > now
+    longest = _doubled(default if alive else default * LONG_TIMEOUT, default, timed_out)
     if soonest is not None:
         longest = min(longest, soonest - LAST_MARGIN - now)
     return max(default, longest)
 
 
-def not_before(entry: TokenEntry | SecretEntry, when: float, now: float, until: float | None = None) -> float:
+def not_before(entry: TokenEntry | SecretEntry, when: float, now: float,
+               until: float | None = None) -> float:
     """A retry of a request that timed out: no sooner than the timeout it had, since the
     server may still be processing it (a copy would be processed too); but not past `until`,
     where the next action changes (a renewal's last margin: then a CHECK)."""
@@ -204,12 +216,13 @@ def secret_plan(entry: SecretEntry, now: float, rng: Rng) -> Plan | None:
 def lease_renewed(entry: SecretEntry, granted: float, now: float, rng: Rng,
                   start: float | None = None) -> Plan:
     """After sys/leases/renew granted `granted` seconds: a short grant means max_ttl is near, so
-    a new secret will be needed before the end, at a random point of the last 10-25 % of the
-    lease's life since its fetch (the entry then stops renewing: a REFETCH plan for a lease
-    means renew=False)."""
+    a new secret will be needed before the end, at 75-90 % of the grant (the entry then stops
+    renewing: a REFETCH plan for a lease means renew=False). Not earlier: a lease whose
+    max_ttl is its token's is re-issued by the token's re-login (spread over the last 10-25 %
+    of the token's life), and an earlier refetch would mint it twice."""
     start = now if start is None else start  # when the grant began: the request's sending
     if leases.grant_is_short(entry.asked, granted):
-        return Plan(Act.REFETCH, leases.replace_at(now, entry.fetched_at, start + granted, rng))
+        return Plan(Act.REFETCH, leases.refetch_at(now, start, granted, rng))
     return Plan(Act.RENEW, leases.renew_at(now, start, granted, rng))
 
 

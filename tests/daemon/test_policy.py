@@ -104,7 +104,8 @@ def test_token_renewal(granted, renewable, act, at):
 
 @pytest.mark.parametrize("granted, act, at", [
     (100, Act.RENEW, NOW + 55),  # the full duration again: renew at 55 % of it
-    # short grant (max_ttl near): a new secret in the last 10-25 % of the lease's life
+    # short grant (max_ttl near): a new secret at 75 % of the grant (after the token's
+    # re-login, which re-issues a lease whose max_ttl is the token's: no second mint)
     (80, Act.REFETCH, NOW + 60),
 ])
 def test_lease_renewal(granted, act, at):
@@ -337,6 +338,16 @@ def test_fetches_and_logins_that_timed_out_wait_their_timeout():
 ])
 def test_waits_are_long_only_when_nothing_is_left_to_lose(alive_until, soonest, expected):
     assert policy.wait_timeout(10, NOW, alive_until, soonest) == pytest.approx(expected)
+
+
+def test_after_a_timeout_the_next_attempt_waits_twice_as_long():
+    """So that the copy is the one still waiting when a frozen server wakes up."""
+    assert policy.wait_timeout(10, NOW, NOW + 30, None, timed_out=10) == 20
+    assert policy.wait_timeout(10, NOW, None, None, timed_out=30) == 60  # capped at 6 x
+    assert policy.wait_timeout(10, NOW, None, None, timed_out=60) == 60
+    assert policy.wait_timeout(10, NOW, None, NOW + 25, timed_out=30) == 23  # others first
+    assert policy.request_timeout(10, NOW, NOW + 60, timed_out=10) == 20
+    assert policy.request_timeout(10, NOW, NOW + 15, timed_out=10) == 15  # never past the end
 
 
 # -- spreading a fleet that started together --------------------------------------------------
