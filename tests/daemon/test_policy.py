@@ -405,3 +405,12 @@ def test_a_fleet_started_together_is_spread_from_its_first_renewal(monkeypatch):
     assert _vmr(now_counts) < 2 < 4 < _vmr(old_counts)
     assert max(now_counts) < max(old_counts)
     assert sum(now_counts) <= 1.03 * sum(old_counts)
+
+
+def test_the_ledger_knows_the_first_expiry_still_ahead():
+    ledger = Ledger()
+    assert ledger.soonest_end(NOW) is None
+    ledger.put_token(Token("r", "s.tok", "acc", 100, True, NOW))
+    ledger.remember(secret(lease=30, renewable=True).secret, NOW)
+    assert ledger.soonest_end(NOW) == NOW + 30
+    assert ledger.soonest_end(NOW + 40) == NOW + 100  # the dead lease is nothing left to lose

@@ -79,6 +79,7 @@ def test_a_renewal_that_timed_out_on_a_lease_now_gone_fetches_a_new_one(tmp_path
     d._secret_due(entry.ref)
     new = d.ledger.secrets[entry.ref]
     assert new is not entry and new.lease_id != entry.lease_id and not new.in_doubt
+    assert d.pipeline.tokens.client.timeout == TIMEOUT  # the mint's longer wait was put back
     d.rerender.flush()
     fresh = read_json(tmp_path / "out" / "db.json")["user"]
     assert fresh != user and role_valid(pg, fresh) and not role_valid(pg, user)
