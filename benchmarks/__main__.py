@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fleet-stagger", type=float, default=10,
                    help="fleet: the daemons start spread over this many seconds (10)")
     p.add_argument("--fleet-audit-dir", help="fleet: keep each fleet's audit log there")
+    p.add_argument("--fleet-tools", default=",".join(fleet.TOOLS),
+                   help="fleet: the tools to run fleets of (rconfd-py,bao agent); at N=200 the "
+                   "agents need ~20 GB of RSS")
     p.add_argument("--restarts", type=int, default=20,
                    help="restarts scenario: restarts per variant (20); not in the default --only")
     p.add_argument("--restarts-seconds", type=float, default=60,
@@ -54,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             min(args.fleet_freeze, args.fleet_stagger) < 0:
         p.error("--fleet must be >= 1, --fleet-steady/--fleet-after > 0, "
                 "--fleet-freeze/--fleet-stagger >= 0")
+    fleet_tools = tuple(t.strip() for t in args.fleet_tools.split(",") if t.strip())
+    if not fleet_tools or set(fleet_tools) - set(fleet.TOOLS):
+        p.error(f"--fleet-tools: expected some of {', '.join(fleet.TOOLS)}")
     if args.python and not (os.path.isfile(args.python) and os.access(args.python, os.X_OK)):
         p.error(f"--python: {args.python} is not an executable file")
     if not postgres.available():
@@ -74,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             results["fleet"] = fleet.run(work, args.fleet, args.fleet_steady, args.fleet_freeze,
                                          args.fleet_after, args.fleet_stagger,
                                          keep_audit=Path(args.fleet_audit_dir)
-                                         if args.fleet_audit_dir else None)
+                                         if args.fleet_audit_dir else None,
+                                         which=fleet_tools)
             fleet.save(results["fleet"], Path(args.out) / "fleet.json")
         if "restarts" in only:
             print(f"restarts: {args.restarts} in {args.restarts_seconds:.0f} s per variant ...",

@@ -320,13 +320,16 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
         marks={"steady_from": s0, "steady_to": s1, "freeze": frozen, "thaw": thaw, "end": t_end})
 
 
+TOOLS = ("rconfd-py", "bao agent")
+
+
 def run(work: Path, n: int = 100, steady: float = 300, freeze: float = 30, after: float = 60,
-        stagger: float = 10, log=None, keep_audit: Path | None = None
-        ) -> dict[str, FleetResult]:
-    """Both fleets, one after the other, each on a fresh stack."""
+        stagger: float = 10, log=None, keep_audit: Path | None = None,
+        which: tuple[str, ...] = TOOLS) -> dict[str, FleetResult]:
+    """Each tool's fleet (both by default), one after the other, each on a fresh stack."""
     log = log or _print
     results = {}
-    for tool in ("rconfd-py", "bao agent"):
+    for tool in which:
         log(f"fleet: {n} x {tool} ...")
         results[tool] = run_tool(tool, work / f"fleet-{tool.replace(' ', '-')}", n, steady,
                                  freeze, after, stagger, log, keep_audit)
@@ -342,8 +345,9 @@ def save(results: dict[str, FleetResult], path: Path) -> None:
 
 
 def table(results: dict[str, FleetResult]) -> list[str]:
-    """The side-by-side Markdown table."""
-    r, a = results["rconfd-py"], results["bao agent"]
+    """The side-by-side Markdown table (one column per tool measured)."""
+    cols = [results[t] for t in TOOLS if t in results]
+    r = cols[0]
 
     def med(v):
         return measure.median(v)
@@ -386,9 +390,9 @@ def table(results: dict[str, FleetResult]) -> list[str]:
     lines = [(f"N = {r.n} daemons per tool, started over the stagger window; steady "
               f"{r.steady:.0f} s; server frozen {r.freeze:.0f} s; watched {r.after:.0f} s "
               f"after the thaw; CPU by {r.cpu_method}"), "",
-             "| | rconfd-py | bao agent |", "|---|---|---|"]
-    lines += [f"| {label} | {get(r)} | {get(a)} |" for label, get in rows]
-    for x in (r, a):
+             "| | " + " | ".join(x.tool for x in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += ["| " + " | ".join([label, *(get(x) for x in cols)]) + " |" for label, get in rows]
+    for x in cols:
         if x.errors:
             lines += ["", f"Errors after the thaw, {x.tool}: " + "; ".join(
                 f"{k} ×{v}" for k, v in sorted(x.errors.items(), key=lambda kv: -kv[1])[:6])]

@@ -37,13 +37,15 @@ class TemplateError(RconfdError):
 
 
 class VaultError(RconfdError):
-    """A Vault request failed. `status` is the HTTP status (0: no answer)."""
+    """A Vault request failed. `status` is the HTTP status (0: no answer); `timed_out`: no
+    answer within the request's timeout, so the server may still process the request."""
 
     exit_code = EXIT_VAULT
 
-    def __init__(self, message: str, status: int = 0):
+    def __init__(self, message: str, status: int = 0, timed_out: bool = False):
         super().__init__(message)
         self.status = status
+        self.timed_out = timed_out
 
     @property
     def transient(self) -> bool:

@@ -48,37 +48,44 @@ class Plan:
 
 
 class _Entry:
-    __slots__ = ("error", "error_since", "failures", "next")
+    __slots__ = ("error", "error_since", "failures", "in_doubt", "next", "timed_out")
 
     def __init__(self) -> None:
         self.failures = 0  # consecutive failures of its next action
         self.next: Plan | None = None
         self.error = ""  # the last failure's message ("" once it succeeds)
         self.error_since: float | None = None
+        self.timed_out = 0.0  # the last attempt's timeout if it got no answer in time, else 0
+        self.in_doubt = False  # a renewal timed out: it may have landed; look it up first
 
-    def failed(self, message: str, now: float) -> int:
-        """Record a failure; return how many in a row."""
+    def failed(self, message: str, now: float, timed_out: float = 0.0) -> int:
+        """Record a failure (`timed_out`: the timeout of an attempt that got no answer in it,
+        which the server may still process); return how many in a row."""
         self.failures += 1
         if self.error_since is None:
             self.error_since = now
         self.error = message
+        self.timed_out = timed_out
         return self.failures
 
     def succeeded(self) -> None:
         self.failures = 0
         self.error = ""
         self.error_since = None
+        self.timed_out = 0.0
+        self.in_doubt = False
 
 
 class TokenEntry(_Entry):
     """A role's token; `asked` is the TTL to ask for at each renew-self (the login's TTL)."""
 
-    __slots__ = ("asked", "token")
+    __slots__ = ("asked", "born", "token")
 
     def __init__(self, token: Token):
         super().__init__()
         self.token = token
         self.asked = token.ttl
+        self.born = token.issued_at  # the login: renewals cannot extend it past its max TTL
 
     @property
     def role(self) -> str:
@@ -221,6 +228,13 @@ class Ledger:
 
     def leased(self) -> list[SecretEntry]:
         return [e for e in self.secrets.values() if e.secret is not None and e.leased]
+
+    def soonest_end(self, now: float) -> float | None:
+        """The first expiry still ahead among the tokens and leased secrets held: how long the
+        daemon may wait on one request without letting something else die."""
+        ends = [e.expires_at for e in (*self.tokens.values(), *self.secrets.values())
+                if e.expires_at is not None and e.expires_at > now]
+        return min(ends, default=None)
 
     def held_leases(self) -> dict[str, SecretEntry]:
         """Lease id -> entry, for every lease this process holds."""

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from . import notify
@@ -84,6 +84,20 @@ class Pipeline:
             self.sources.vault = TokenStore(self._client, s.login_path, jwt, self.ledger,
                                             self.clock, supplied)
         return self.sources.vault
+
+    @contextmanager
+    def vault_timeout(self, seconds: float | None):
+        """Vault requests made meanwhile time out after `seconds` (None: --timeout). The daemon
+        waits longer for an answer when nothing it holds is about to expire (policy.py)."""
+        client = self._client
+        if seconds is None or client is None:
+            yield
+            return
+        before, client.timeout = client.timeout, seconds
+        try:
+            yield
+        finally:
+            client.timeout = before
 
     def fetch(self, refs: Iterable[SecretRef]) -> dict[SecretRef, Secret]:
         """Fetch each ref once, concurrently; store and return them. On failure, log every

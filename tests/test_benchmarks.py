@@ -47,7 +47,8 @@ def test_bad_arguments_are_one_line_errors(capsys):
 
     from benchmarks.__main__ import main
 
-    for argv in (["--python", "/nonexistent/python3"], ["--only", "daemn"]):
+    for argv in (["--python", "/nonexistent/python3"], ["--only", "daemn"],
+                 ["--fleet-tools", "rconfd-py,vault agent"]):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2
@@ -76,6 +77,9 @@ def test_a_tiny_fleet_with_a_freeze_measures_both_tools(tmp_path):
         assert r.steady_rates["seconds"] == 3
     text = "\n".join(fleet.table(results))
     assert "| **all daemons live again after the thaw** |" in text and "bao agent" in text
+    alone = fleet.table({"rconfd-py": results["rconfd-py"]})  # --fleet-tools rconfd-py
+    assert "| | rconfd-py |" in alone and "|---|---|" in alone
+    assert not any("bao agent" in line for line in alone)
 
 
 def test_audit_rates_and_poisson_reference():

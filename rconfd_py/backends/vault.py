@@ -24,7 +24,8 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
                                       params=kwargs if reads and kwargs else None,
                                       body=None if reads else kwargs)
     except VaultError as e:
-        raise VaultError(f"{ref}: {e}", status=e.status) from None
+        raise VaultError(f"{ref}: {e}", status=e.status,
+                         timed_out=e.timed_out) from None
     return to_secret(ref, answer, sources.clock(), token.accessor)
 
 

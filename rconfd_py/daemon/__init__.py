@@ -8,6 +8,7 @@ Three parts, read in this order to learn the renewal rules:
   the ledger and applies the policy's answers.
 
 Around them: timers.py (typed timer keys, the deadline heap), signals.py (SIGTERM/SIGHUP, the
-self-pipe), rerender.py (re-rendering and its retries), reporting.py (status file, metrics),
-revoke.py (--revoke-on-exit).
+self-pipe), renewal.py (one renewal or lookup racing an expiry, its outcome recorded),
+rerender.py (re-rendering and its retries), reporting.py (status file, metrics), revoke.py
+(--revoke-on-exit).
 """

@@ -21,6 +21,7 @@ from ..vault import leases
 from ..vault.auth import lookup_self, renew_self
 from . import policy
 from .policy import Act
+from .renewal import Renewal
 from .reporting import Reporting
 from .rerender import Rerender
 from .revoke import revoke_all
@@ -46,6 +47,7 @@ class Daemon:
         self.rerender = Rerender(pipeline, self.timers, self.clock, rng)
         self.outage_since: float | None = None
         self.signals = Signals()
+        self.renewal = Renewal(self.ledger, self.settings, self.signals, lambda: self.clock())
         self._handlers: dict[Kind, Callable] = {
             Kind.TOKEN: self._token_due, Kind.SECRET: self._secret_due, Kind.POLL: self._poll,
             Kind.RENDER: self.rerender.retry, Kind.FLUSH: self.rerender.flush,
@@ -134,8 +136,10 @@ class Daemon:
             except ConfigError:
                 raise
             except RconfdError as e:
-                attempt = self.ledger.first.failed(str(e), self.clock())
-                when = policy.retry_at(attempt, self.clock(), e, None, self.rng)
+                first, now = self.ledger.first, self.clock()
+                attempt = first.failed(str(e), now, policy.timed_out(e, self.settings.timeout))
+                when = policy.not_before(first, policy.retry_at(attempt, now, e, None, self.rng),
+                                         now)
                 self.ledger.first.next = Plan("first render", when)
                 if isinstance(e, VaultError) and e.transient:
                     self._failed("first render", e)  # one line when the outage starts
@@ -252,48 +256,23 @@ class Daemon:
     # -- tokens ----------------------------------------------------------------------------
     def _token_due(self, role: str) -> None:
         entry = self.ledger.tokens.get(role)
-        if policy.token_due(entry, self.clock()) == Act.RELOGIN or \
-                self.pipeline.tokens.changed(role):  # a new token in the token file
+        act = policy.token_due(entry, self.clock())
+        if act == Act.RELOGIN or self.pipeline.tokens.changed(role):  # a new token in the file
             self._relogin(role)
         else:
-            self._renew_token(entry)
-
-    def _renewal(self, entry, what: str, renew, lookup, gone_status: int):
-        """Send a renewal racing `entry`'s end (its timeout never outlasts it) and believe an
-        answer that came late only if `lookup` says it lives. Return (answer, ttl from the
-        lookup or None, when it was sent, when it was answered); a failure is counted and
-        raised (VaultError)."""
-        sent = self.clock()
-        timeout = policy.request_timeout(self.settings.timeout, sent, entry.expires_at)
-        try:
-            with self.signals:
-                answer, ttl = renew(timeout), None
-                now = self.clock()  # the answer's time decides whether to believe it
-                if not policy.renewal_trusted(entry.expires_at, now):
-                    ttl = lookup(self.settings.timeout)
-                    log.info("%s: renewal answered %.1fs before its end: %s", what,
-                             entry.expires_at - now, f"it lives {ttl:.0f}s" if ttl else "gone")
-                    if not ttl:
-                        raise VaultError(f"{what}: gone", status=gone_status)
-        except VaultError:
-            self.ledger.observe("renew", self.clock() - sent)
-            raise
-        self.ledger.observe("renew", now - sent)
-        self.ledger.count("renewal", "ok")
-        return answer, ttl, sent, now
+            self._renew_token(entry, check=act == Act.CHECK)
 
     def _renewal_failed(self, entry, e: VaultError, plan_of) -> Plan:
-        now = self.clock()
-        entry.failed(str(e), now)
-        plan = plan_of(entry, e, now, self.rng)
+        plan = plan_of(entry, e, self.clock(), self.rng)
         self.ledger.count("renewal", "failed" if plan.act == Act.RENEW else "refused")
         return plan
 
-    def _renew_token(self, entry: TokenEntry) -> None:
+    def _renew_token(self, entry: TokenEntry, check: bool = False) -> None:
+        """renew-self; `check`: only look the token up (its last renewal timed out)."""
         role, store = entry.role, self.pipeline.tokens
         try:
-            new, ttl, sent, now = self._renewal(
-                entry, f"role {role}: token",
+            new, ttl, sent, now = self.renewal.send(
+                entry, f"role {role}: token", None if check else
                 lambda t: renew_self(store.client, entry.token, entry.asked, self.clock(), t),
                 lambda t: lookup_self(store.client, entry.token, timeout=t), 403)
         except VaultError as e:
@@ -306,14 +285,20 @@ class Daemon:
                 self._relogin(role)
             return
         if ttl is not None:
-            new = new._replace(ttl=ttl, issued_at=now)
+            new = (new or entry.token)._replace(ttl=ttl, issued_at=sent if check else now)
         self._succeeded()
         entry.succeeded()
         entry = self.ledger.put_token(new)
-        plan = policy.token_renewed(entry, now, self.rng)
-        if plan is not None and plan.act == Act.RELOGIN:
-            log.info("role %s: token reaches its max TTL in %.0fs: logging in again", role,
-                     new.ttl)
+        plan = (policy.token_checked if check else policy.token_renewed)(entry, now, self.rng)
+        if check:
+            log.info("role %s: token renewal that timed out %s", role, "landed" if
+                     plan.act == Act.RENEW else "did not land: logging in again")
+        if plan is not None and plan.act == Act.RELOGIN and plan.at > now:
+            log.info("role %s: token reaches its max TTL in %.0fs: logging in again in %.0fs",
+                     role, new.ttl, plan.at - now)
+            self._plan_token(entry, plan)
+        elif plan is not None and plan.act == Act.RELOGIN:
+            log.info("role %s: token cannot be renewed further: logging in again", role)
             self._relogin(role)
         else:
             log.debug("role %s: token renewed for %.0fs", role, new.ttl,
@@ -324,14 +309,15 @@ class Daemon:
         """Log in again, re-issue what died with the old token, render before letting it go."""
         store, now = self.pipeline.tokens, self.clock()
         old = self.ledger.tokens.get(role)
+        timeout = self.renewal.wait_timeout(old, old.expires_at if old is not None else None)
         try:
-            with self.signals:
+            with self.signals, self.pipeline.vault_timeout(timeout):
                 store.relogin(role)
         except (VaultError, ConfigError) as e:
             self.ledger.observe("login", self.clock() - now)
             self.ledger.count("login", "failed")
             self._failed(f"logging in as role {role}", e)
-            n = old.failed(str(e), now) if old is not None else 1
+            n = old.failed(str(e), now, policy.timed_out(e, timeout)) if old is not None else 1
             self._plan_role(role, policy.login_failed(old, e, now, self.rng, n))
             return
         self.ledger.observe("login", self.clock() - now)
@@ -356,19 +342,21 @@ class Daemon:
         entry = self.ledger.secrets.get(ref)
         if entry is None:
             return
-        if policy.due(entry, self.clock()) == Act.RENEW:
-            self._renew_lease(entry)
-        else:
+        act = policy.due(entry, self.clock())
+        if act == Act.REFETCH:
             self._refetch(ref)
+        else:
+            self._renew_lease(entry, check=act == Act.CHECK)
 
-    def _renew_lease(self, entry: SecretEntry) -> None:
+    def _renew_lease(self, entry: SecretEntry, check: bool = False) -> None:
+        """sys/leases/renew; `check`: only look the lease up (its last renewal timed out)."""
         ref, store = entry.ref, self.pipeline.tokens
         try:
             def token() -> str:  # inside the interruptible call: it may log in
                 return store.get(ref.role).client_token
 
-            granted, ttl, sent, now = self._renewal(
-                entry, str(ref),
+            granted, ttl, sent, now = self.renewal.send(
+                entry, str(ref), None if check else
                 lambda t: leases.renew_lease(store.client, token(), entry.lease_id,
                                              entry.asked, timeout=t),
                 lambda t: leases.lookup_lease(store.client, token(), entry.lease_id, timeout=t),
@@ -389,11 +377,16 @@ class Daemon:
         entry.succeeded()
         entry.expires_at = sent + granted  # the grant began at most when the request was sent
         self.ledger.changed()
-        plan = policy.lease_renewed(entry, granted, now, self.rng, start=sent)
+        plan = policy.lease_checked(entry, granted, now, self.rng) if check else \
+            policy.lease_renewed(entry, granted, now, self.rng, start=sent)
+        if check:
+            log.info("%s: the renewal that timed out %s", ref, "landed" if
+                     plan.act == Act.RENEW else "did not land: fetching a new secret")
         if plan.act == Act.REFETCH:
             entry.renew = False
-            log.info("%s: lease reaches its max TTL in %.0fs: new secret in %.0fs", ref,
-                     granted, plan.at - now)
+            if not check:
+                log.info("%s: lease reaches its max TTL in %.0fs: new secret in %.0fs", ref,
+                         granted, plan.at - now)
         else:
             log.debug("%s: lease renewed for %.0fs", ref, granted, extra=_fields(ref, granted))
         self._plan_secret(entry, plan)
@@ -408,7 +401,9 @@ class Daemon:
                         earliest - now)
             self._plan_secret(entry, Plan(Act.REFETCH, earliest))
             return
-        with self.signals:
+        timeout = self.renewal.wait_timeout(entry, entry.expires_at if entry is not None
+                                            and entry.secret is not None else None)
+        with self.signals, self.pipeline.vault_timeout(timeout):
             fetched, errors = self.pipeline.fetch_each([ref])
         self.ledger.observe("fetch", self.clock() - now)
         self.ledger.count("refetch", "failed" if errors else "ok")
@@ -419,7 +414,7 @@ class Daemon:
             if ref.backend == "vault" and policy.relogin_after_fetch_error(e):
                 self._plan_role(ref.role, Plan(Act.RELOGIN, now))  # the token may be gone
             if entry is not None:
-                entry.failed(str(e), now)
+                entry.failed(str(e), now, policy.timed_out(e, timeout))
                 self._plan_secret(entry, policy.fetch_failed(entry, e, now, self.rng))
             return
         self._succeeded()

@@ -6,23 +6,38 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 
 | what                                   | next action                                          |
 |----------------------------------------|------------------------------------------------------|
-| token after login or renewal           | RENEW at 60-72 % of its TTL; RELOGIN at 85-90 % if   |
+| token after login                      | RENEW at 30-80 % of its TTL; RELOGIN at 75-90 % if   |
 |                                        | it is not renewable                                  |
-| renewal granted < 90 % of what was     | RELOGIN now (tokens); REFETCH at 85-90 % of the      |
-| asked (max TTL near)                   | grant (leases)                                       |
+| token after renewal                    | RENEW at 55-82 % of its TTL (4 s before its end at   |
+|                                        | the latest)                                          |
+| renewal granted < 90 % of what was     | RELOGIN at a random point of the last 10-25 % of the |
+| asked (max TTL near)                   | token's life since its login; REFETCH at 75-90 % of  |
+|                                        | the grant (leases)                                   |
 | renewal refused (4xx)                  | RELOGIN now (tokens); REFETCH now (leases)           |
 | renewal answered after (or within 1 s  | believed only if a lookup says it lives; else        |
 | of) the known end                      | RELOGIN / REFETCH now                                |
-| due inside the last 2 s                | RELOGIN / REFETCH instead of renewing                |
+| due inside the last 2 s                | RELOGIN / REFETCH instead of renewing; CHECK first   |
+|                                        | (lookup) if the last renewal timed out: it may have  |
+|                                        | landed, then carry on with it                        |
 | transient failure (no answer, 5xx, 429)| the same action again, backoff racing the expiry     |
-| renewable lease fetched                | RENEW at 60-72 % of the lease                        |
-| non-renewable lease, PKI certificate   | REFETCH at 85-90 % of its lifetime                   |
+| a request timed out                    | the same request no sooner than the timeout it had   |
+|                                        | (the server may still process it; a renewal still    |
+|                                        | becomes a CHECK at the last margin)                  |
+| renewable lease fetched                | RENEW at 30-80 % of the lease, then 55-82 % of each  |
+|                                        | grant                                                |
+| non-renewable lease, PKI certificate   | REFETCH at 75-90 % of its lifetime                   |
 | static secret (kv, env, file, exe)     | nothing (or --poll)                                  |
 | fetch failed                           | REFETCH with backoff (transient) or 2 s doubling to  |
 |                                        | 60 s (needs an operator); a 403 also RELOGINs        |
 | a new credential minted too soon       | WAIT until the rate limit allows it                  |
 | a template's render or write failed    | RENDER with backoff racing its files' expiry (writes)|
 |                                        | or 2 s doubling to 60 s (templates)                  |
+
+Request timeouts: a renewal's never outlasts the expiry it races (--timeout at most); a fetch,
+login or lookup with nothing alive to lose waits up to 3 x --timeout, as long as nothing else
+held expires meanwhile (one request queued per lease at a slow server, not one per retry); and
+after a timeout the next attempt's timeout is doubled (up to 6 x --timeout, within the same
+limits).
 """
 
 from __future__ import annotations
@@ -39,11 +54,51 @@ LAST_MARGIN = 2.0  # a lease or token this close to its end is replaced, not ren
 MIN_TIMEOUT = 0.5  # the shortest request timeout a deadline leaves
 
 
-def request_timeout(default: float, now: float, deadline: float | None) -> float:
-    """A renewal's timeout: never past the expiry it races (an answer after it is worthless)."""
+LONG_TIMEOUT = 3  # x --timeout: how long a request with nothing alive to lose may wait
+
+
+def _doubled(base: float, default: float, timed_out: float) -> float:
+    """After an attempt that timed out, the next waits twice as long (up to 2 x LONG_TIMEOUT x
+    default): it is then more likely to be the one still waiting when a frozen server wakes."""
+    return max(base, min(2 * timed_out, 2 * LONG_TIMEOUT * default))
+
+
+def request_timeout(default: float, now: float, deadline: float | None,
+                    timed_out: float = 0.0) -> float:
+    """A renewal's timeout: the default (doubled after a timeout), never past the expiry it
+    races (an answer after it is worthless)."""
+    base = _doubled(default, default, timed_out)
     if deadline is None:
-        return default
-    return min(default, max(MIN_TIMEOUT, deadline - now))
+        return base
+    return min(base, max(MIN_TIMEOUT, deadline - now))
+
+
+def wait_timeout(default: float, now: float, alive_until: float | None,
+                 soonest: float | None, timed_out: float = 0.0) -> float:
+    """The timeout of a fetch, login or lookup. While what it replaces is alive
+    (`alive_until` ahead), the default. Once nothing is left to lose, a long one (3 x default):
+    a request the client gave up on may still be processed by a slow or frozen server, and
+    every retry would queue behind it, so one long wait beats several short ones. Doubled after
+    a timeout; but never past LAST_MARGIN before `soonest`, the first expiry of anything else
+    the daemon holds, nor shorter than the default."""
+    alive = alive_until is not None and alive_until > now
+    longest = _doubled(default if alive else default * LONG_TIMEOUT, default, timed_out)
+    if soonest is not None:
+        longest = min(longest, soonest - LAST_MARGIN - now)
+    return max(default, longest)
+
+
+def not_before(entry: TokenEntry | SecretEntry, when: float, now: float,
+               until: float | None = None) -> float:
+    """A retry of a request that timed out: no sooner than the timeout it had, since the
+    server may still be processing it (a copy would be processed too); but not past `until`,
+    where the next action changes (a renewal's last margin: then a CHECK)."""
+    if not entry.timed_out:
+        return when
+    later = now + entry.timed_out
+    if until is not None:
+        later = min(later, max(now, until))
+    return max(when, later)
 
 
 def renewal_trusted(expires_before: float | None, answered_at: float) -> bool:
@@ -60,6 +115,19 @@ class Act:
     RELOGIN = "relogin"  # log in again, re-issue what the old token held
     REFETCH = "refetch"  # fetch a new value: a new credential for leased secrets
     RENDER = "render"  # render and write a template again
+    CHECK = "check"  # look up a lease or token whose renewal timed out: it may have landed
+
+
+def timed_out(e: BaseException, timeout: float) -> float:
+    """What a failed attempt leaves in doubt: its timeout if it got no answer in time (the
+    server may still process it), else 0."""
+    return timeout if isinstance(e, VaultError) and e.timed_out else 0.0
+
+
+def still_in_doubt(was: bool, e: BaseException) -> bool:
+    """After a renewal failed: a timeout leaves it in doubt (it may land); an answer (a
+    refusal) settles it; a transient error settles nothing."""
+    return bool(timed_out(e, 1.0)) or (was and transient(e))
 
 
 def transient(e: BaseException) -> bool:
@@ -89,31 +157,48 @@ def token_plan(entry: TokenEntry, now: float, rng: Rng) -> Plan | None:
         return None
     if not tok.renewable:
         return Plan(Act.RELOGIN, leases.refetch_at(now, tok.issued_at, tok.ttl, rng))
-    return Plan(Act.RENEW, leases.renew_at(now, tok.issued_at, tok.ttl, rng))
+    return Plan(Act.RENEW, leases.renew_at(now, tok.issued_at, tok.ttl, rng, first=True))
 
 
 def token_renewed(entry: TokenEntry, now: float, rng: Rng) -> Plan | None:
-    """After renew-self (entry.token is the renewed one): a grant short of what was asked, or a
-    token no longer renewable, means its max TTL is near: log in again now."""
+    """After renew-self (entry.token is the renewed one): a token no longer renewable is
+    replaced now; a grant short of what was asked means its max TTL is near: log in again at a
+    random point of the last 10-25 % of its life (a fleet logged in together does not log in
+    again together)."""
     tok = entry.token
     if not tok.ttl:
         return None
-    if not tok.renewable or leases.grant_is_short(entry.asked, tok.ttl):
+    if not tok.renewable:
         return Plan(Act.RELOGIN, now)
+    if leases.grant_is_short(entry.asked, tok.ttl):
+        return Plan(Act.RELOGIN, leases.replace_at(now, entry.born, tok.issued_at + tok.ttl,
+                                                   rng))
     return Plan(Act.RENEW, leases.renew_at(now, tok.issued_at, tok.ttl, rng))
 
 
 def token_renewal_failed(entry: TokenEntry, e: RconfdError, now: float, rng: Rng) -> Plan:
-    """renew-self failed: retry with backoff while Vault is away; log in again if refused."""
+    """renew-self failed: retry with backoff while Vault is away (after a timeout, no sooner
+    than the timeout); log in again if refused."""
     if transient(e):
-        return Plan(Act.RENEW, leases.backoff(entry.failures, now, entry.expires_at, rng))
+        return Plan(Act.RENEW, _renewal_retry(entry, now, rng))
+    return Plan(Act.RELOGIN, now)
+
+
+def token_checked(entry: TokenEntry, now: float, rng: Rng) -> Plan:
+    """lookup-self after a renewal that timed out (entry.token carries the TTL it reported): a
+    token with more than the last margin left was renewed after all (carry on with it); else
+    log in again now."""
+    tok = entry.token
+    if tok.expires_at is not None and tok.expires_at - now > LAST_MARGIN:
+        return Plan(Act.RENEW, leases.renew_at(now, tok.issued_at, tok.ttl, rng))
     return Plan(Act.RELOGIN, now)
 
 
 def login_failed(entry: TokenEntry | None, e: RconfdError, now: float, rng: Rng,
                  failures: int) -> Plan:
     deadline = entry.expires_at if entry is not None else None
-    return Plan(Act.RELOGIN, retry_at(failures, now, e, deadline, rng))
+    when = retry_at(failures, now, e, deadline, rng)
+    return Plan(Act.RELOGIN, when if entry is None else not_before(entry, when, now))
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -123,15 +208,18 @@ def secret_plan(entry: SecretEntry, now: float, rng: Rng) -> Plan | None:
     if not entry.leased:
         return None
     if entry.renew:
-        return Plan(Act.RENEW, leases.renew_at(now, entry.fetched_at, entry.length, rng))
+        return Plan(Act.RENEW, leases.renew_at(now, entry.fetched_at, entry.length, rng,
+                                               first=True))
     return Plan(Act.REFETCH, leases.refetch_at(now, entry.fetched_at, entry.length, rng))
 
 
 def lease_renewed(entry: SecretEntry, granted: float, now: float, rng: Rng,
                   start: float | None = None) -> Plan:
     """After sys/leases/renew granted `granted` seconds: a short grant means max_ttl is near, so
-    a new secret will be needed before the end (the entry then stops renewing: a REFETCH plan
-    for a lease means renew=False)."""
+    a new secret will be needed before the end, at 75-90 % of the grant (the entry then stops
+    renewing: a REFETCH plan for a lease means renew=False). Not earlier: a lease whose
+    max_ttl is its token's is re-issued by the token's re-login (spread over the last 10-25 %
+    of the token's life), and an earlier refetch would mint it twice."""
     start = now if start is None else start  # when the grant began: the request's sending
     if leases.grant_is_short(entry.asked, granted):
         return Plan(Act.REFETCH, leases.refetch_at(now, start, granted, rng))
@@ -140,26 +228,48 @@ def lease_renewed(entry: SecretEntry, granted: float, now: float, rng: Rng,
 
 def lease_renewal_failed(entry: SecretEntry, e: RconfdError, now: float, rng: Rng) -> Plan:
     if transient(e):
-        return Plan(Act.RENEW, leases.backoff(entry.failures, now, entry.expires_at, rng))
+        return Plan(Act.RENEW, _renewal_retry(entry, now, rng))
     return Plan(Act.REFETCH, now)  # refused (lease gone, max TTL reached): a new secret, now
+
+
+def lease_checked(entry: SecretEntry, ttl: float, now: float, rng: Rng) -> Plan:
+    """sys/leases/lookup after a renewal that timed out: a lease with more than the last margin
+    left was renewed after all (carry on with it, no new credential); else a new secret now."""
+    if ttl > LAST_MARGIN:
+        return Plan(Act.RENEW, leases.renew_at(now, now, ttl, rng))
+    return Plan(Act.REFETCH, now)
+
+
+def _renewal_retry(entry: TokenEntry | SecretEntry, now: float, rng: Rng) -> float:
+    """A failed renewal's retry: backoff racing the expiry; after a timeout, no sooner than the
+    timeout, but no later than the last margin (where it turns into a CHECK, then a
+    replacement): inside the last margin, at once."""
+    end = entry.expires_at
+    if end is not None and now >= end - LAST_MARGIN:
+        return now  # nothing left to race: due()/token_due() check or replace it now
+    when = leases.backoff(entry.failures, now, end, rng)
+    return not_before(entry, when, now, None if end is None else end - LAST_MARGIN)
 
 
 def due(entry: SecretEntry, now: float) -> str:
     """What a secret's timer does now: renew its lease while it lives, else fetch anew (also
-    inside its last LAST_MARGIN seconds, where a renewal could land after the end)."""
+    inside its last LAST_MARGIN seconds, where a renewal could land after the end); but first
+    CHECK a lease whose last renewal timed out (it may have landed)."""
     if entry.renew and entry.secret is not None and entry.expires_at is not None \
             and now < entry.expires_at - LAST_MARGIN:
         return Act.RENEW
-    return Act.REFETCH
+    return Act.CHECK if entry.in_doubt and entry.lease_id else Act.REFETCH
 
 
 def token_due(entry: TokenEntry | None, now: float) -> str:
     """What a token's timer does now: as planned, but a token inside its last LAST_MARGIN
-    seconds is replaced (log in again), not renewed."""
-    if entry is None or entry.next is None or entry.next.act == Act.RELOGIN:
+    seconds is replaced (log in again), not renewed; CHECKed first if its last renewal timed
+    out."""
+    if entry is None or entry.next is None:
         return Act.RELOGIN
-    if entry.expires_at is not None and now >= entry.expires_at - LAST_MARGIN:
-        return Act.RELOGIN
+    if entry.next.act == Act.RELOGIN or (entry.expires_at is not None
+                                          and now >= entry.expires_at - LAST_MARGIN):
+        return Act.CHECK if entry.in_doubt else Act.RELOGIN
     return Act.RENEW
 
 
@@ -173,8 +283,11 @@ def mint_allowed_at(entry: SecretEntry | None, now: float, forced: bool = False)
 
 
 def fetch_failed(entry: SecretEntry, e: RconfdError, now: float, rng: Rng) -> Plan:
+    """A fetch failed: retry (a mint that timed out: no sooner than its timeout, it may still
+    mint)."""
     deadline = entry.expires_at if entry.secret is not None else None
-    return Plan(Act.REFETCH, retry_at(entry.failures, now, e, deadline, rng))
+    return Plan(Act.REFETCH, not_before(entry, retry_at(entry.failures, now, e, deadline, rng),
+                                        now))
 
 
 def relogin_after_fetch_error(e: RconfdError) -> bool:

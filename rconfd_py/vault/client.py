@@ -88,6 +88,16 @@ class VaultClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def timeout(self) -> float:
+        """The timeout of requests that name none (the daemon lengthens it while nothing it
+        holds is about to expire: vault/pipeline.py, daemon/policy.py)."""
+        return self._http.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._http.timeout = seconds
+
     def request(self, method: str, path: str, *, token: str | None = None,
                 body: dict | None = None, params: dict | None = None,
                 timeout: float | None = None, idempotent: bool | None = None) -> dict:
@@ -118,8 +128,8 @@ class VaultClient:
         except TransportError as e:
             if e.timeout:  # "proxy http://host:port: timed out": stuck at the proxy
                 via = f"; {e}" if str(e).startswith("proxy ") else ""
-                raise VaultError(f"{where}: Vault did not answer in time ({self.base}{via})"
-                                 ) from None
+                raise VaultError(f"{where}: Vault did not answer in time ({self.base}{via})",
+                                 timed_out=True) from None
             raise VaultError(f"{where}: cannot reach Vault at {self.base}: {_quote(str(e))}"
                              ) from None
         if resp.status == 204:

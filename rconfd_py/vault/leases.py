@@ -3,10 +3,14 @@ lease API calls (renew, lookup, revoke).
 
 The numbers (README, "How renewal works"):
 
-- renew a renewable lease or token at 60–72 % of what remains (about 2/3, jittered so hundreds of
-  containers started together do not renew together);
-- fetch a new secret at 85–90 % of a non-renewable lease, of a certificate's lifetime, or of a
-  renewal grant that came back shorter than asked (max_ttl reached);
+- renew a renewable lease or token at a uniformly random point of 55–82 % of what remains, and
+  the first time after a fetch or login of 30–80 %: wide windows, so that hundreds of
+  containers started together are spread at their first renewal and drift further apart at
+  each (a narrow window kept them in waves for the whole run); never within RENEW_LEAD seconds
+  of the end;
+- fetch a new secret at 75–90 % of a non-renewable lease or of a certificate's lifetime;
+- replace what reached its max TTL (a renewal granted less than asked) at a random point of the
+  last 10–25 % of its whole life, counted from its login or fetch: not all at one sync point;
 - retry failures with exponential backoff and full jitter, 0.5 s doubling to 10 s, never later
   than just before the expiry it is racing;
 - never mint a new credential for the same secret more often than once per half lease, and for
@@ -24,8 +28,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the pure arithmetic needs no HTTP client
     from .client import VaultClient
 
-RENEW_WINDOW = (0.60, 0.72)
-REFETCH_WINDOW = (0.85, 0.90)
+RENEW_WINDOW = (0.55, 0.82)
+FIRST_RENEW_WINDOW = (0.30, 0.80)  # the first renewal after a fetch or login
+REFETCH_WINDOW = (0.75, 0.90)
+REPLACE_WINDOW = (0.75, 0.90)  # of a whole life bounded by max_ttl
+RENEW_LEAD = 4.0  # a renewal is never planned later than this before the end
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 10.0
 MIN_DELAY = 0.5  # never schedule closer than this: no busy loop on a zero TTL
@@ -39,14 +46,28 @@ def _at(now: float, start: float, length: float, window: tuple[float, float], rn
     return max(now + MIN_DELAY, start + length * rng(*window))
 
 
-def renew_at(now: float, start: float, ttl: float, rng: Rng = random.uniform) -> float:
-    """When to renew something granted `ttl` seconds at `start`."""
-    return _at(now, start, ttl, RENEW_WINDOW, rng)
+def renew_at(now: float, start: float, ttl: float, rng: Rng = random.uniform,
+             first: bool = False) -> float:
+    """When to renew something granted `ttl` seconds at `start`; `first`: the first time since
+    it was fetched (a wider window). Short TTLs: RENEW_LEAD seconds before the end at the
+    latest, leaving time for the request and a retry."""
+    at = start + ttl * rng(*(FIRST_RENEW_WINDOW if first else RENEW_WINDOW))
+    return max(now + MIN_DELAY, min(at, start + ttl - RENEW_LEAD))
 
 
 def refetch_at(now: float, start: float, ttl: float, rng: Rng = random.uniform) -> float:
     """When to replace something valid from `start` for `ttl` seconds."""
     return _at(now, start, ttl, REFETCH_WINDOW, rng)
+
+
+def replace_at(now: float, born: float, end: float, rng: Rng = random.uniform) -> float:
+    """When to replace something alive since `born` that cannot live past `end` (its max TTL):
+    a random point of the last 10-25 % of its life, or of what is left of that window; at once
+    (now) when the window has passed."""
+    span = end - born
+    lo, hi = (born + span * f for f in REPLACE_WINDOW)
+    lo = max(lo, now)
+    return rng(lo, hi) if lo < hi else now
 
 
 def grant_is_short(asked: float, granted: float) -> bool:

@@ -145,6 +145,8 @@ def test_timeouts_dropped_and_refused_connections_are_transient(server):
         with pytest.raises(VaultError, match=needle) as e:
             client.request("GET", path)
         assert e.value.status == 0 and e.value.transient
+        # only a timeout leaves the request in doubt: the server may still process it
+        assert e.value.timed_out is (path == "hang")
 
 
 def test_tls_with_the_given_ca(tmp_path):

@@ -1,0 +1,85 @@
+"""A renewal that gets no answer in time (the server frozen with SIGSTOP) may still be processed
+when the server wakes up: it is not sent again before as long as its timeout, and the lease is
+looked up before a new credential is minted in its place. Against the real OpenBao and
+PostgreSQL; the daemon's one clock is scripted to the lease's last margin afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from helpers import audit_request_paths
+from test_daemon import DB, jwt, read_json, role_valid, setup
+
+from rconfd_py.daemon import policy
+from rconfd_py.daemon.loop import Daemon
+from rconfd_py.daemon.policy import Act
+from rconfd_py.pipeline import Pipeline
+from rconfd_py.settings import Settings
+
+TIMEOUT = 1.0
+
+
+def daemon(tmp_path: Path, vault_env: dict) -> tuple[Daemon, object]:
+    cfg = setup(tmp_path, {"t.jsonnet": (
+        "local s = std.extVar('secrets'); { 'db.json': { user: s.db.username } }", {DB: "db"})},
+        hook=False)
+    flags = dict(zip(("url", "login_path", "token_path"), jwt(vault_env)[1::2]))
+    pipeline = Pipeline(Settings(dir=cfg, daemon=True, timeout=TIMEOUT, **flags))
+    pipeline.first_pass()
+    d = Daemon(pipeline)
+    d._schedule_all()
+    (entry,) = d.ledger.leased()
+    return d, entry
+
+
+def renew_while_frozen(d: Daemon, entry, stack) -> float:
+    """Renew with the server stopped: no answer within TIMEOUT. Return when it gave up."""
+    os.kill(stack.bao_pid, signal.SIGSTOP)
+    try:
+        d._renew_lease(entry)
+        return time.time()
+    finally:
+        os.kill(stack.bao_pid, signal.SIGCONT)
+
+
+def test_a_renewal_that_timed_out_is_looked_up_and_kept_not_replaced(tmp_path, vault_env, pg,
+                                                                      stack):
+    d, entry = daemon(tmp_path, vault_env)
+    lease_id, user = entry.lease_id, read_json(tmp_path / "out" / "db.json")["user"]
+    seen = len(audit_request_paths(stack.audit_log))
+    gave_up = renew_while_frozen(d, entry, stack)
+    assert entry.in_doubt and entry.timed_out == TIMEOUT
+    # the same renewal is not sent again before its timeout has passed once more
+    assert entry.next.act == Act.RENEW and entry.next.at >= gave_up + TIMEOUT - 0.05
+    # at its last margin (by the daemon's clock) the lease is looked up, not replaced: it lives
+    end = entry.expires_at
+    d.clock = lambda: end - policy.LAST_MARGIN / 2
+    assert policy.due(entry, d.clock()) == Act.CHECK
+    d._secret_due(entry.ref)
+    assert d.ledger.secrets[entry.ref] is entry and entry.lease_id == lease_id
+    assert entry.next.act == Act.RENEW and not entry.in_doubt and entry.expires_at > end
+    paths = audit_request_paths(stack.audit_log)[seen:]
+    assert paths.count("sys/leases/lookup") == 1 and "database/creds/mydb" not in paths
+    assert paths.count("sys/leases/renew") <= 1  # the frozen one, if the server still ran it
+    assert role_valid(pg, user)
+
+
+def test_a_renewal_that_timed_out_on_a_lease_now_gone_fetches_a_new_one(tmp_path, vault_env,
+                                                                         pg, stack):
+    d, entry = daemon(tmp_path, vault_env)
+    user = read_json(tmp_path / "out" / "db.json")["user"]
+    renew_while_frozen(d, entry, stack)
+    stack.client().sys.revoke_lease(entry.lease_id)  # it died meanwhile
+    entry.mints.clear()  # minted long ago, as a lease at its last margin was
+    end = entry.expires_at
+    d.clock = lambda: end - policy.LAST_MARGIN / 2
+    d._secret_due(entry.ref)
+    new = d.ledger.secrets[entry.ref]
+    assert new is not entry and new.lease_id != entry.lease_id and not new.in_doubt
+    assert d.pipeline.tokens.client.timeout == TIMEOUT  # the mint's longer wait was put back
+    d.rerender.flush()
+    fresh = read_json(tmp_path / "out" / "db.json")["user"]
+    assert fresh != user and role_valid(pg, fresh) and not role_valid(pg, user)
