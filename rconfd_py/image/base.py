@@ -75,7 +75,7 @@ def generate(base: str = DEFAULT_ALPINE, *, repository: str | None = None, key: 
     trust = ""
     if repository is not None and key is not None:
         if distro.repository is None:
-            raise ConfigError("--apk-repository: this distribution has no apk")
+            raise ConfigError(f"--apk-repository: --distro {distro.name} has no apk")
         if not _KEY_NAME.fullmatch(key):
             raise ConfigError(f"--apk-key: bad key file name {key!r}")
         if not _URL.fullmatch(repository):
