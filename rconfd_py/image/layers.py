@@ -106,7 +106,8 @@ class Distro(NamedTuple):
 
 # The service scripts (the rootfs's rconfd, `image service`'s) start with #!/usr/bin/execlineb,
 # as s6 upstream and Debian's execline have it; s6-overlay's tarballs put it in /command only.
-_EXECLINEB_LINK = "if [ ! -e /usr/bin/execlineb ]; then ln -s /command/execlineb /usr/bin/execlineb; fi"
+_EXECLINEB_LINK = ("if [ ! -e /usr/bin/execlineb ]; then "
+                   "ln -s /command/execlineb /usr/bin/execlineb; fi")
 
 ALPINE = Distro(
     name="alpine",
@@ -155,7 +156,8 @@ DEBIAN = Distro(
     mimalloc_library="libmimalloc.so.2",
     repository=None,
     s6_packages=None,
-    python_packages="# The service scripts start with #!/usr/bin/execlineb: link s6-overlay's there.\n"
+    python_packages="# The service scripts start with #!/usr/bin/execlineb: "
+                    "link s6-overlay's there.\n"
     + DEBIAN_INSTALL.format(packages="python3 python3-venv ca-certificates")
     + f" \\\n && {_EXECLINEB_LINK}",
     build_packages="python3 python3-pip python3-venv",
