@@ -1,4 +1,4 @@
-"""The base layer: a pinned Alpine release, optionally trusting the organisation's apk
+"""The base layer: a pinned Alpine (or Debian) release, optionally trusting the organisation's apk
 repository and running every process on mimalloc. `rconfd-py image base`."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .layers import (
     Distro,
     alpine_release,
     base_tag,
+    debian_release,
     fill,
     image_ref,
     write_context,
@@ -49,13 +50,17 @@ _URL = re.compile(r"(https?|ftp)://[^\s'\"\\]+|/[^\s'\"\\]*")
 _KEY_NAME = re.compile(r"[A-Za-z0-9@_+-][A-Za-z0-9@._+-]*")
 
 
-def default_tag(base: str, mimalloc: bool) -> str:
-    """localhost/rconfd-base:alpine-3.20[-mimalloc]; ConfigError when ``base`` does not name an
-    Alpine release."""
-    release = alpine_release(image_ref("--base", base))
+def default_tag(base: str, mimalloc: bool, distro: Distro = ALPINE) -> str:
+    """localhost/rconfd-base:alpine-3.20[-mimalloc] (debian-12[-mimalloc]); ConfigError when
+    ``base`` does not name a release of ``distro``."""
+    image_ref("--base", base)
+    if distro.name == "debian":
+        release, like = debian_release(base), "a debian:N or debian:CODENAME"
+    else:
+        release, like = alpine_release(base), "an alpine:X.Y"
     if release is None:
-        raise ConfigError(f"--base {base}: not an alpine:X.Y image, pass --tag")
-    return base_tag(release, mimalloc)
+        raise ConfigError(f"--base {base}: not {like} image, pass --tag")
+    return base_tag(release, mimalloc, distro.name)
 
 
 def generate(base: str = DEFAULT_ALPINE, *, repository: str | None = None, key: str | None = None,
@@ -70,7 +75,7 @@ def generate(base: str = DEFAULT_ALPINE, *, repository: str | None = None, key: 
     trust = ""
     if repository is not None and key is not None:
         if distro.repository is None:
-            raise ConfigError("--apk-repository: this distribution has no apk")
+            raise ConfigError(f"--apk-repository: --distro {distro.name} has no apk")
         if not _KEY_NAME.fullmatch(key):
             raise ConfigError(f"--apk-key: bad key file name {key!r}")
         if not _URL.fullmatch(repository):

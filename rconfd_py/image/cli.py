@@ -1,5 +1,6 @@
 """`rconfd-py image ...`: argument parsing, then the context writers or the container builder.
 
+    Every command also takes [--distro alpine|debian] (debian: --s6-overlay-from required).
     rconfd-py image base [--base IMAGE] [--apk-repository URL --apk-key FILE]
                          [--mimalloc [--large-pages]] BUILD_OPTIONS
     rconfd-py image build [--from IMAGE] [--s6-overlay VERSION] [--s6-overlay-from FILE]...
@@ -7,7 +8,8 @@
     rconfd-py image service NAME --exec CMD [--from IMAGE] [--package PKG]... [--copy SRC:DEST]...
                           [--user USER] [--config PATH] [--critical]
                           [--rconfd-config FILE --template FILE...] BUILD_OPTIONS
-    rconfd-py image containerfile [--from IMAGE] [--s6-overlay VERSION] [--context]
+    rconfd-py image containerfile [--from IMAGE] [--s6-overlay VERSION] [--s6-overlay-from FILE]...
+                          [--context]
     rconfd-py image context DIR [--from IMAGE] [--s6-overlay VERSION] [--s6-overlay-from FILE]...
                           [--wheel FILE] [--source DIR]
 
@@ -26,9 +28,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import EXIT_OK
-from .containerfile import DEFAULT_BASE
 from .builder import BUILDERS
-from .layers import DEFAULT_ALPINE, DEFAULT_BASE_TAG, DEFAULT_S6_TAG, S6_OVERLAY
+from .containerfile import DEFAULT_BASE
+from .layers import (
+    DEFAULT_ALPINE,
+    DEFAULT_BASE_TAG,
+    DEFAULT_DEBIAN,
+    DEFAULT_DEBIAN_BASE_TAG,
+    DEFAULT_DEBIAN_S6_TAG,
+    DEFAULT_S6_TAG,
+    DEFAULTS,
+    DISTROS,
+    S6_OVERLAY,
+)
 
 log = logging.getLogger("rconfd_py")
 
@@ -59,6 +71,12 @@ name ships ({', '.join(f'{r}: {v}' for r, v in S6_OVERLAY.items())}), or --s6-ov
 with --s6-overlay-from (bases without that package, e.g. Debian: s6-overlay's own release
 tarballs, or one tree in its layout) the tarballs are ADDed to / instead and the version is the
 one they hold.
+--distro debian (default: alpine) builds the same chain on Debian: apt-get instead of apk,
+useradd, libmimalloc2.0; it has no s6-overlay package, so build, context and containerfile
+need --s6-overlay-from. Its defaults: base FROM {DEFAULT_DEBIAN}, tagged
+{DEFAULT_DEBIAN_BASE_TAG}[-mimalloc]; build FROM that, tagged
+localhost/s6-overlay:VERSION-debian; service FROM {DEFAULT_DEBIAN_S6_TAG}, tagged
+localhost/NAME:debian.
 exit codes: 0 ok, 2 usage error (no builder found, no wheel to ship), 6 cannot write the
             context, 7 pip wheel, the wheel's rebuild or the builder failed"""
 
@@ -72,19 +90,23 @@ def parser() -> argparse.ArgumentParser:
               what: str) -> None:
         sp.add_argument(*names, dest="base", metavar="IMAGE", default=default,
                         help=f"the image to build FROM, the default of ARG BASE ({what})")
+        sp.add_argument("--distro", choices=DISTROS, default="alpine",
+                        help="the base's distribution: its package manager, user tools, "
+                             "mimalloc package and default tags (default: alpine)")
         sp.add_argument("-v", "--verbose", action="store_true")
 
     def s6_layer(sp: argparse.ArgumentParser, wheel: bool = True) -> None:
         below(sp, ("--from", "--base"), None,
-              f"{DEFAULT_BASE_TAG}; the top-level Containerfile: {DEFAULT_BASE}")
+              f"{DEFAULT_BASE_TAG}; the top-level Containerfile: {DEFAULT_BASE}; "
+              f"--distro debian: {DEFAULT_DEBIAN_BASE_TAG}, {DEFAULT_DEBIAN}")
         sp.add_argument("--s6-overlay", metavar="VERSION",
                         help="the s6-overlay to pin (default: the one of the Alpine release)")
+        sp.add_argument("--s6-overlay-from", action="append", default=[], metavar="FILE",
+                        help="install s6-overlay from this tarball (repeatable, ADDed to / "
+                             "in order; ./init and package/admin/s6-overlay-VERSION/) "
+                             "instead of Alpine's package; the base's package manager "
+                             "then only adds python3 (required with --distro debian)")
         if wheel:
-            sp.add_argument("--s6-overlay-from", action="append", default=[], metavar="FILE",
-                            help="install s6-overlay from this tarball (repeatable, ADDed to / "
-                                 "in order; ./init and package/admin/s6-overlay-VERSION/) "
-                                 "instead of Alpine's package; the base's package manager "
-                                 "then only adds python3")
             sp.add_argument("--wheel", metavar="FILE",
                             help="ship this rconfd_py-*.whl (its rootfs too) instead of "
                                  "building one")
@@ -103,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
                              "build nothing")
 
     b = sub.add_parser("base", help="build the base layer")
-    below(b, ("--base", "--from"), DEFAULT_ALPINE, DEFAULT_ALPINE)
+    below(b, ("--base", "--from"), None, f"{DEFAULT_ALPINE}; --distro debian: {DEFAULT_DEBIAN}")
     b.add_argument("--apk-repository", metavar="URL",
                    help="an apk repository to trust, put first in /etc/apk/repositories")
     b.add_argument("--apk-key", metavar="FILE",
@@ -112,15 +134,16 @@ def parser() -> argparse.ArgumentParser:
                    help="preload mimalloc in every process (LD_PRELOAD)")
     b.add_argument("--large-pages", action="store_true",
                    help="with --mimalloc: MIMALLOC_LARGE_OS_PAGES=1")
-    buildable(b, "localhost/rconfd-base:alpine-X.Y[-mimalloc]")
+    buildable(b, "localhost/rconfd-base:alpine-X.Y[-mimalloc], debian-N[-mimalloc]")
 
     bd = sub.add_parser("build", help="build the s6 layer")
     s6_layer(bd)
-    buildable(bd, "localhost/s6-overlay:VERSION")
+    buildable(bd, "localhost/s6-overlay:VERSION, VERSION-debian")
 
     s = sub.add_parser("service", help="build a service image FROM the s6 layer")
     s.add_argument("name", metavar="NAME", help="the s6 service name (/etc/services.d/NAME)")
-    below(s, ("--from", "--base"), DEFAULT_S6_TAG, DEFAULT_S6_TAG)
+    below(s, ("--from", "--base"), None,
+          f"{DEFAULT_S6_TAG}; --distro debian: {DEFAULT_DEBIAN_S6_TAG}")
     s.add_argument("--exec", dest="exec_", metavar="CMD", required=True,
                    help='the service\'s command line, e.g. "/usr/bin/myservice -c FILE"')
     s.add_argument("--package", action="append", default=[], metavar="PKG",
@@ -137,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
                         " each template HUPs the service (reload /run/service/NAME)")
     s.add_argument("--template", action="append", default=[], metavar="FILE",
                    help="a template the config names, copied to /etc/rconfd/ (repeatable)")
-    buildable(s, "localhost/NAME:latest")
+    buildable(s, "localhost/NAME:latest, NAME:debian")
 
     cf = sub.add_parser("containerfile", help="print the s6 layer's Containerfile")
     s6_layer(cf, wheel=False)
@@ -160,11 +183,25 @@ def main(argv: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    distro = DISTROS[args.distro]
+    if args.base is None and args.command in ("base", "service"):
+        args.base = DEFAULTS[distro.name][0 if args.command == "base" else 2]
+    if (args.command not in ("base", "service") and distro.s6_packages is None
+            and not args.s6_overlay_from):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--distro {distro.name} has no s6-overlay package: pass "
+                          "--s6-overlay-from FILE (s6-overlay's tarballs, or a tree in its "
+                          "layout built from source)")
     if args.command == "containerfile":
         from .containerfile import generate
+        from .overlay import inspect
 
         variant = "context" if args.context else "source"
-        sys.stdout.write(generate(variant, base=args.base, s6_overlay=args.s6_overlay))
+        version = (inspect(args.s6_overlay_from, args.s6_overlay) if args.s6_overlay_from
+                   else args.s6_overlay)
+        sys.stdout.write(generate(variant, base=args.base, s6_overlay=version, distro=distro,
+                                  s6_overlay_from=[Path(p).name for p in args.s6_overlay_from]))
         return EXIT_OK
     if args.command == "base":
         return _base(args)
@@ -174,27 +211,29 @@ def run(args: argparse.Namespace) -> int:
 
     def write(dest: Path) -> Path:
         return write_context(dest, base=args.base, wheel=args.wheel, source=args.source,
-                             s6_overlay=args.s6_overlay, s6_overlay_from=args.s6_overlay_from)
+                             s6_overlay=args.s6_overlay, s6_overlay_from=args.s6_overlay_from,
+                             distro=distro)
 
     if args.command == "context":
         print(write(Path(args.dir)))
         return EXIT_OK
-    from .containerfile import DEFAULT_FROM
+    from .containerfile import default_from
     from .layers import s6_overlay_version, s6_tag
     from .overlay import inspect
 
     version = (inspect(args.s6_overlay_from, args.s6_overlay) if args.s6_overlay_from else
-               s6_overlay_version(args.base or DEFAULT_FROM["context"], args.s6_overlay))
-    return build(args, write, args.tag or s6_tag(version))
+               s6_overlay_version(args.base or default_from("context", distro), args.s6_overlay))
+    return build(args, write, args.tag or s6_tag(version, distro.name))
 
 
 def _base(args: argparse.Namespace) -> int:
     from .base import default_tag, write_base_context
 
-    tag = args.tag or default_tag(args.base, args.mimalloc)
+    distro = DISTROS[args.distro]
+    tag = args.tag or default_tag(args.base, args.mimalloc, distro)
     return build(args, lambda dest: write_base_context(
         dest, args.base, repository=args.apk_repository, key=args.apk_key,
-        mimalloc=args.mimalloc, large_pages=args.large_pages), tag)
+        mimalloc=args.mimalloc, large_pages=args.large_pages, distro=distro), tag)
 
 
 def _service(args: argparse.Namespace) -> int:
@@ -204,8 +243,8 @@ def _service(args: argparse.Namespace) -> int:
     return build(args, lambda dest: write_service_context(
         dest, args.name, args.exec_, base=args.base, packages=args.package, copies=args.copy,
         user=args.user, config=args.config, critical=args.critical,
-        rconfd_config=args.rconfd_config, templates=args.template),
-        args.tag or service_tag(args.name))
+        rconfd_config=args.rconfd_config, templates=args.template, distro=DISTROS[args.distro]),
+        args.tag or service_tag(args.name, args.distro))
 
 
 def build(args: argparse.Namespace, write: Callable[[Path], Path], tag: str) -> int:

@@ -12,34 +12,22 @@ from collections.abc import Sequence
 from importlib import resources
 
 from .. import __version__
-from .layers import DEFAULT_ALPINE, DEFAULT_BASE_TAG, fill, image_ref, s6_overlay_version
+from ..errors import ConfigError
+from .layers import ALPINE, DEFAULTS, Distro, fill, image_ref, s6_overlay_version
 from .overlay import add_lines
 
-DEFAULT_BASE = DEFAULT_ALPINE  # the top-level Containerfile's: it builds on a clean machine
-DEFAULT_FROM = {"source": DEFAULT_ALPINE, "context": DEFAULT_BASE_TAG}
+DEFAULT_BASE = DEFAULTS["alpine"][0]  # the top-level Containerfile's: builds on a clean machine
+DEFAULT_FROM = {"source": DEFAULTS["alpine"][0], "context": DEFAULTS["alpine"][1]}
 
-# s6-overlay (Alpine community) brings /init, s6, s6-rc and execline; s6-portable-utils s6-pause.
-ALPINE_PACKAGES = """\
-# The service scripts start with #!/usr/bin/execlineb (s6 upstream, Debian): link it there if
-# the package installs execlineb elsewhere.
-# hadolint ignore=DL3018
-RUN apk add --no-cache python3 "s6-overlay=~${S6_OVERLAY_VERSION}" s6-portable-utils execline \\
- && if [ ! -e /usr/bin/execlineb ]; then \\
-      ln -s "$(PATH="/command:$PATH" command -v execlineb)" /usr/bin/execlineb; \\
-    fi"""
 
-# With --s6-overlay-from the tarballs bring /init, s6, s6-rc, execline and s6-pause (/command):
-# only python3 comes from apk.
-ALPINE_PYTHON = """\
-# The service scripts start with #!/usr/bin/execlineb (s6 upstream, Debian): link it there.
-# hadolint ignore=DL3018
-RUN apk add --no-cache python3 \\
- && if [ ! -e /usr/bin/execlineb ]; then ln -s /command/execlineb /usr/bin/execlineb; fi"""
+def default_from(variant: str, distro: Distro = ALPINE) -> str:
+    """ARG BASE's default: the distro's plain image (source), its base layer (context)."""
+    return DEFAULTS[distro.name][0 if variant == "source" else 1]
+
 
 BUILD_STAGE = """\
 FROM ${BASE} AS build
-# hadolint ignore=DL3018
-RUN apk add --no-cache python3 py3-pip
+@INSTALL@
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY rconfd_py/ rconfd_py/
@@ -71,25 +59,31 @@ def template() -> str:
 
 def generate(variant: str = "source", base: str | None = None,
            system_packages: str | None = None, s6_overlay: str | None = None,
-           s6_overlay_from: Sequence[str] = ()) -> str:
+           s6_overlay_from: Sequence[str] = (), distro: Distro = ALPINE) -> str:
     """The Containerfile of ``variant`` ("source" or "context") with ``base`` as ARG BASE's
-    default (the variant's DEFAULT_FROM if None) and ``s6_overlay`` as ARG S6_OVERLAY_VERSION's
+    default (``distro``'s default_from if None) and ``s6_overlay`` as ARG S6_OVERLAY_VERSION's
     (if None, the one ``base``'s Alpine release ships; ConfigError if that cannot be told).
     ``system_packages`` is the RUN that installs python3, s6, execline and /init (default:
-    Alpine's); with ``s6_overlay_from`` (the names of tarballs in the context's s6-overlay/,
+    ``distro``'s); with ``s6_overlay_from`` (the names of tarballs in the context's s6-overlay/,
     checked by overlay.inspect, which gives ``s6_overlay``) the tarballs are ADDed first and
-    the default RUN installs python3 only."""
+    the default RUN installs python3 only. A distro without an s6-overlay package (Debian)
+    needs ``s6_overlay_from``."""
     if variant not in COPY_WHEELS:
         raise ValueError(f"unknown variant {variant!r}")
-    base = image_ref("--from", base or DEFAULT_FROM[variant])
+    if not s6_overlay_from and system_packages is None and distro.s6_packages is None:
+        raise ConfigError(f"--distro {distro.name}: no s6-overlay package, pass "
+                          "--s6-overlay-from FILE (s6-overlay's tarballs, or one built from "
+                          "source)")
+    base = image_ref("--from", base or default_from(variant, distro))
     return fill(template(), {
         "@NOTICE@": NOTICES[variant],
         "@BASE@": base,
-        "@BUILD_STAGE@": BUILD_STAGE if variant == "source" else "",
+        "@BUILD_STAGE@": BUILD_STAGE.replace("@INSTALL@", distro.install.format(
+            packages=distro.build_packages)) if variant == "source" else "",
         "@S6_OVERLAY_VERSION@": s6_overlay_version(base, s6_overlay),
         "@S6_OVERLAY_FROM@": add_lines(s6_overlay_from) + "\n" if s6_overlay_from else "",
-        "@SYSTEM_PACKAGES@": (system_packages or (ALPINE_PYTHON if s6_overlay_from
-                                                  else ALPINE_PACKAGES)).rstrip("\n"),
+        "@SYSTEM_PACKAGES@": (system_packages or (distro.python_packages if s6_overlay_from
+                                                  else distro.s6_packages or "")).rstrip("\n"),
         "@COPY_WHEELS@": COPY_WHEELS[variant],
         "@COPY_ROOTFS@": COPY_ROOTFS[variant],
     })

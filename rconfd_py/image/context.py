@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from .. import __version__
 from ..errors import BuildError, ConfigError, OutputError
 from .containerfile import generate
+from .layers import ALPINE, Distro
 from .layers import write_context as write_context_dir
 from .overlay import DIR as OVERLAY_DIR
 from .overlay import copy_into, inspect
@@ -204,10 +205,11 @@ def write_rootfs(files: dict[PurePosixPath, tuple[bytes, int]], dest: Path) -> N
 def write_context(dest: str | Path, *, base: str | None = None, wheel: str | Path | None = None,
                   source: str | Path | None = None, system_packages: str | None = None,
                   s6_overlay: str | None = None,
-                  s6_overlay_from: Sequence[str | Path] = ()) -> Path:
+                  s6_overlay_from: Sequence[str | Path] = (), distro: Distro = ALPINE) -> Path:
     """Write the s6 layer's build context into ``dest`` (created; its Containerfile, wheels/,
     rootfs/ and s6-overlay/ replaced, nothing else touched). Returns ``dest``.
-    ``s6_overlay_from``: s6-overlay tarballs to install instead of Alpine's package."""
+    ``s6_overlay_from``: s6-overlay tarballs to install instead of Alpine's package (required
+    on Debian)."""
     dest = Path(dest).resolve()
     if wheel is not None:
         wheel = Path(wheel)
@@ -220,7 +222,7 @@ def write_context(dest: str | Path, *, base: str | None = None, wheel: str | Pat
     if s6_overlay_from:
         s6_overlay = inspect(s6_overlay_from, s6_overlay)
     text = generate("context", base=base, system_packages=system_packages, s6_overlay=s6_overlay,
-                    s6_overlay_from=[Path(p).name for p in s6_overlay_from])
+                    s6_overlay_from=[Path(p).name for p in s6_overlay_from], distro=distro)
     # the wheel, and the rootfs it ships, before anything is written: a failure leaves dest as is
     if wheel is not None:
         try:

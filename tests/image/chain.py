@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -22,9 +23,9 @@ from helpers import require
 from test_image import lint
 
 from rconfd_py import __version__
-from rconfd_py.image import base as base_layer
-from rconfd_py.image import service
-from rconfd_py.image.layers import Distro
+from rconfd_py.image.layers import DEBIAN
+
+__all__ = ["DEBIAN"]  # test_real_init checks its LD_PRELOAD
 
 EXAMPLE_EXEC = "/usr/local/bin/myservice --config /etc/myservice/myservice.conf"
 
@@ -36,26 +37,19 @@ def executable(path: Path, text: str) -> Path:
     return path
 
 
-DEBIAN = Distro(
-    install="# hadolint ignore=DL3008\nRUN apt-get update \\\n"
-            " && apt-get install -y --no-install-recommends {packages} \\\n"
-            " && rm -rf /var/lib/apt/lists/*",
-    add_user="useradd --system --user-group --no-create-home --home-dir /nonexistent "
-             "--shell /usr/sbin/nologin {user}",
-    mimalloc_package="libmimalloc2.0",  # stands in for Alpine's mimalloc2
-    mimalloc_library="/usr/lib/x86_64-linux-gnu/libmimalloc.so.2",
-    repository=None,
-)
-# The s6 layer's packages on Debian: python3 only; s6-overlay itself comes from
-# --s6-overlay-from (s6overlay.py's build), as the all-in-one tarball.
-DEBIAN_PYTHON = DEBIAN.install.format(packages="python3 python3-venv ca-certificates") + (
-    " \\\n && ln -s /command/execlineb /usr/bin/execlineb")
 DEBOOTSTRAP_CACHE = Path("/var/cache/rconfd-py-debootstrap")
 # Its own storage, one per pytest process: the host's is untouched, two runs do not meet.
 STORE_PREFIX = "/var/tmp/rconfd-py-image-test-"
 STORE_DIR = Path(f"{STORE_PREFIX}{os.getpid()}")
 STORE = ["--storage-driver", "vfs", "--root", str(STORE_DIR / "root"),
          "--runroot", str(STORE_DIR / "run")]
+# The same store for the builds `rconfd-py image` runs (it passes buildah no storage flags).
+STORAGE_CONF = f"""\
+[storage]
+driver = "vfs"
+graphroot = "{STORE_DIR / 'root'}"
+runroot = "{STORE_DIR / 'run'}"
+"""
 TAGS = {"base": "localhost/rconfd-base:debian-mimalloc", "s6": "localhost/s6-overlay:debian",
         "service": "localhost/myservice:debian"}
 
@@ -87,9 +81,11 @@ MYSERVICE_CONFIG = {"myservice.jsonnet": {
                 "pki/issue/example.com": "cert"}}}  # a 10 s certificate: it rotates
 
 
-def run(argv: list, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+def run(argv: list, timeout: float = 600, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False,
+                          env=None if env is None else {**os.environ, **env})
     if check and proc.returncode != 0:
         raise AssertionError(f"{shlex.join(map(str, argv))} exited {proc.returncode}:\n"
                              f"{(proc.stdout + proc.stderr)[-4000:]}")
@@ -131,38 +127,41 @@ def import_base(tarball: Path) -> str:
     return "localhost/debian-base"
 
 
-def build(ctx: Path, tag: str) -> str:
-    """Lint the context's Containerfile, build it with buildah (vfs, chroot isolation)."""
-    from rconfd_py.image.builder import build_command
-
-    lint((ctx / "Containerfile").read_text())
-    argv = build_command("buildah", ctx, tag)
-    proc = run([argv[0], *STORE, "build", "--isolation", "chroot", *argv[2:]], timeout=1200,
-               check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return proc.stdout
+def image(*args: str | Path) -> str:
+    """`rconfd-py image ARGS --distro debian --builder buildah`, building for real into the
+    test's store (CONTAINERS_STORAGE_CONF, chroot isolation); the context (--context DIR, one
+    of ARGS) kept and its Containerfile linted. The builder's output. The runner's environment
+    is kept (not tests/cli.py's): buildah hands its proxy settings to the RUNs."""
+    conf = STORE_DIR / "storage.conf"
+    if not conf.is_file():
+        STORE_DIR.mkdir(parents=True, exist_ok=True)
+        conf.write_text(STORAGE_CONF)
+    proc = run([sys.executable, "-m", "rconfd_py", "image", *args, "--distro", "debian",
+                "--builder", "buildah"], timeout=1200,
+               env={"CONTAINERS_STORAGE_CONF": str(conf), "BUILDAH_ISOLATION": "chroot",
+                    "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    args = list(map(str, args))
+    lint((Path(args[args.index("--context") + 1]) / "Containerfile").read_text())
+    return proc.stdout + proc.stderr
 
 
 def debian_chain(tmp_path: Path, base: str, s6_overlay: Path) -> None:
-    """base (mimalloc) -> s6 layer (s6-overlay from ``s6_overlay``) -> myservice."""
-    from rconfd_py.image.context import write_context
-
-    build(base_layer.write_base_context(tmp_path / "base", base, mimalloc=True, distro=DEBIAN),
-          TAGS["base"])
-    ctx = write_context(tmp_path / "s6", base=TAGS["base"], system_packages=DEBIAN_PYTHON,
-                        s6_overlay_from=[s6_overlay])
-    out = build(ctx, TAGS["s6"])
+    """base (mimalloc) -> s6 layer (s6-overlay from ``s6_overlay``) -> myservice, each built by
+    `rconfd-py image base|build|service --distro debian`."""
+    image("base", "--base", base, "--mimalloc", "--tag", TAGS["base"],
+          "--context", tmp_path / "base")
+    out = image("build", "--from", TAGS["base"], "--s6-overlay-from", s6_overlay,
+                "--tag", TAGS["s6"], "--context", tmp_path / "s6")
     assert f"rconfd-py {__version__}" in out  # the sanity RUN, under mimalloc
     src = tmp_path / "myservice-src"
     src.mkdir()
     executable(src / "myservice", MYSERVICE)
     (src / "myservice.jsonnet").write_text(MYSERVICE_TEMPLATE)
     (src / "rconfd.json").write_text(json.dumps(MYSERVICE_CONFIG))
-    build(service.write_service_context(
-        tmp_path / "svc", "myservice", EXAMPLE_EXEC, base=TAGS["s6"],
-        copies=[f"{src / 'myservice'}:/usr/local/bin/myservice"],
-        critical=True, rconfd_config=src / "rconfd.json",
-        templates=[src / "myservice.jsonnet"], distro=DEBIAN), TAGS["service"])
+    image("service", "myservice", "--exec", EXAMPLE_EXEC, "--from", TAGS["s6"],
+          "--copy", f"{src / 'myservice'}:/usr/local/bin/myservice", "--critical",
+          "--rconfd-config", src / "rconfd.json", "--template", src / "myservice.jsonnet",
+          "--tag", TAGS["service"], "--context", tmp_path / "svc")
 
 
 def _when(stamp: str) -> tuple[float, int]:
