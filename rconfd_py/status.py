@@ -112,7 +112,7 @@ def healthy(doc: dict, now: float) -> bool:
 # -- the writer ----------------------------------------------------------------------------------
 class Reporter:
     """Keeps the status file and the metrics' snapshot up to date. `update` is cheap when
-    nothing changed: one build and one comparison."""
+    nothing changed: one build and one comparison, or nothing inside MIN_INTERVAL of a write."""
 
     def __init__(self, ledger: Ledger, path: str | None, clock: Callable[[], float],
                  outage: Callable[[], float | None] = lambda: None,
@@ -135,7 +135,13 @@ class Reporter:
     def update(self) -> float | None:
         """Publish the document if it changed; write the file if it differs from the last one
         written and MIN_INTERVAL has passed. Return when to call again (a write held back), or
-        None."""
+        None. With no metrics to publish, no document is built while a write would be held
+        back anyway: the timer returned brings the call back when one is due (building it after
+        every wake-up was a quarter of an idle daemon's CPU)."""
+        if self.publish is None and self.path is not None:
+            due = self._written_at + MIN_INTERVAL
+            if self.clock() < due:
+                return due
         doc = build(self.ledger, self.pid, self.started_at, self.outage(), self.pid_start)
         if doc != self._last:
             self._last, self._dirty = doc, True

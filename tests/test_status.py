@@ -235,6 +235,27 @@ def test_writes_only_on_change_and_at_most_every_5_seconds(tmp_path):
     print(f"status: {(time.perf_counter() - start) / n * 1e6:.0f} us per changed write")
 
 
+def test_without_metrics_no_document_is_built_while_a_write_is_held_back(tmp_path, monkeypatch):
+    """The daemon calls `update` after every wake-up: with only the file to keep, the document
+    is built when a write may happen, never in between; the file still gets the last state."""
+    now = [1000.0]
+    ledger = Ledger()
+    path = tmp_path / "status.json"
+    rep = status.Reporter(ledger, str(path), lambda: now[0])
+    builds = []
+    real = status.build
+    monkeypatch.setattr(status, "build", lambda *a: builds.append(1) or real(*a))
+    assert rep.update() is None and len(builds) == 1  # the first write
+    for i in range(10):  # ten wake-ups inside the 5 s: nothing built
+        ledger.ready_at = now[0] + i
+        now[0] += 0.4
+        assert rep.update() == pytest.approx(1005.0)
+    assert len(builds) == 1
+    now[0] = 1005.0
+    assert rep.update() is None and len(builds) == 2
+    assert json.loads(path.read_text())["ready"] is True  # the last state, written when due
+
+
 def test_bad_metrics_addr_is_a_config_error(tmp_path):
     prometheus()
     r = rconfd("-D", "-d", local_config(tmp_path), "--metrics-addr", "localhost:http",
