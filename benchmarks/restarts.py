@@ -84,19 +84,26 @@ def killed(stack, work: Path, state: bool, restarts: int, period: float) -> dict
     argv = tools.rconfd_argv(tools.rconfd_config(work, out), stack.addr, work / "jwt", "-D",
                              "--state-dir", str(work / "state") if state else "none")
     with open(work / "rconfd.log", "w") as log:
-        proc, _ = spawn_ready(argv, log)
-        before, ready = counts(stack), []
-        try:
-            for _ in range(restarts):
-                time.sleep(period)
-                proc.kill()
-                proc.wait()
-                proc, seconds = spawn_ready(argv, log)
-                ready.append(seconds)
-        finally:
+        before, ready = sigkilled(lambda: spawn_ready(argv, log), stack, restarts, period)
+    return result(stack, before, ready)
+
+
+def sigkilled(spawn, stack, restarts: int, period: float) -> tuple[tuple[int, int], list[float]]:
+    """Start with `spawn` (-> the process, its seconds to readiness), then `restarts` times: wait
+    `period`, SIGKILL, start again. The mint counts after the first start, each readiness."""
+    proc, _ = spawn()
+    before, ready = counts(stack), []
+    try:
+        for _ in range(restarts):
+            time.sleep(period)
             proc.kill()
             proc.wait()
-    return result(stack, before, ready)
+            proc, seconds = spawn()
+            ready.append(seconds)
+    finally:
+        proc.kill()
+        proc.wait()
+    return before, ready
 
 
 def s6(stack, work: Path, state: bool, restarts: int, period: float) -> dict:
@@ -149,18 +156,7 @@ def agent(stack, work: Path, restarts: int, period: float) -> dict:
         return proc, time.monotonic() - t0
 
     with open(work / "agent.log", "w") as log:
-        proc, _ = spawn(log)
-        before, ready = counts(stack), []
-        try:
-            for _ in range(restarts):
-                time.sleep(period)
-                proc.kill()
-                proc.wait()
-                proc, seconds = spawn(log)
-                ready.append(seconds)
-        finally:
-            proc.kill()
-            proc.wait()
+        before, ready = sigkilled(lambda: spawn(log), stack, restarts, period)
     time.sleep(1)  # the last render's requests reach the audit log
     return result(stack, before, ready)
 
