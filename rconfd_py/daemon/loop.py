@@ -20,6 +20,8 @@ from ..refs import SecretRef
 from ..vault import leases
 from ..vault.auth import lookup_self, renew_self
 from . import policy
+from .outage import Outage
+from .plans import Plans
 from .policy import Act
 from .renewal import Renewal
 from .reporting import Reporting
@@ -45,7 +47,8 @@ class Daemon:
         self.rng = rng
         self.timers = Timers()
         self.rerender = Rerender(pipeline, self.timers, self.clock, rng)
-        self.outage_since: float | None = None
+        self.outage = Outage(lambda: self.clock())
+        self.plans = Plans(self.ledger, self.timers, lambda: self.clock(), rng)
         self.signals = Signals()
         self.renewal = Renewal(self.ledger, self.settings, self.signals, lambda: self.clock())
         self._handlers: dict[Kind, Callable] = {
@@ -53,7 +56,7 @@ class Daemon:
             Kind.RENDER: self.rerender.retry, Kind.FLUSH: self.rerender.flush,
             Kind.FIRST: lambda _: None, Kind.STATUS: lambda _: self.reporting.report()}
         self.reporting = Reporting(self.ledger, self.settings, self.timers, self.clock,
-                                   lambda: self.outage_since)
+                                   lambda: self.outage.since)
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -128,7 +131,7 @@ class Daemon:
                     log.error("reload failed, keeping the current config: %s", e)
             try:
                 self.pipeline.first_pass(network=lambda: self.signals)
-                self._succeeded()
+                self.outage.succeeded()
                 self.ledger.first.succeeded()
                 self.ledger.first.next = None
                 self.timers.cancel(FIRST)
@@ -142,7 +145,7 @@ class Daemon:
                                          now)
                 self.ledger.first.next = Plan("first render", when)
                 if isinstance(e, VaultError) and e.transient:
-                    self._failed("first render", e)  # one line when the outage starts
+                    self.outage.failed("first render", e)  # one line when the outage starts
                 elif str(e) != last:  # once per distinct error, not at every retry
                     log.error("%s", e)
                 last, repeated = str(e), str(e) == last
@@ -193,65 +196,15 @@ class Daemon:
         deadline = self.timers.next_deadline()
         self.signals.sleep(None if deadline is None else max(0.0, deadline - self.clock()))
 
-    # -- plans -----------------------------------------------------------------------------
     def _schedule_all(self) -> None:
-        now = self.clock()
-        for entry in self.ledger.tokens.values():
-            self._plan_token(entry, policy.token_plan(entry, now, self.rng))
-        for entry in self.ledger.leased():
-            self._plan_secret(entry, policy.secret_plan(entry, now, self.rng))
+        """After the first pass: the plans, --poll, and each template's sources."""
+        self.plans.all()
         if self.settings.poll:
-            self.timers.set(POLL, now + self.settings.poll)
+            self.timers.set(POLL, self.clock() + self.settings.poll)
         for t in self.pipeline.config.templates:  # the first pass wrote them all
             entry = self.ledger.templates.get(t) or TemplateEntry()  # its render time, files
             entry.sources = self.rerender.sources_of(t)
             self.ledger.templates[t] = entry
-
-    def _schedule_new_tokens(self) -> None:
-        """Roles first logged in after the first pass (a reload, a retried secret)."""
-        now = self.clock()
-        for entry in self.ledger.tokens.values():
-            if entry.next is None and Timer(Kind.TOKEN, entry.role) not in self.timers:
-                self._plan_token(entry, policy.token_plan(entry, now, self.rng))
-
-    def _plan_role(self, role: str, plan: Plan) -> None:
-        """A plan for a role's token, whether or not it has one yet (a login that failed)."""
-        entry = self.ledger.tokens.get(role)
-        if entry is not None:
-            self._plan_token(entry, plan)
-        else:
-            self.timers.set(Timer(Kind.TOKEN, role), plan.at)
-
-    def _plan_token(self, entry: TokenEntry, plan: Plan | None) -> None:
-        entry.next = plan
-        if plan is not None:
-            self.timers.set(Timer(Kind.TOKEN, entry.role), plan.at)
-
-    def _plan_secret(self, entry: SecretEntry, plan: Plan | None) -> None:
-        entry.next = plan
-        key = Timer(Kind.SECRET, entry.ref)
-        if plan is None:
-            self.timers.cancel(key)
-        else:
-            self.timers.set(key, plan.at)
-            log.debug("%s: %s in %.1fs", entry.ref, plan.act, plan.at - self.clock())
-
-    # -- outage bookkeeping ----------------------------------------------------------------
-    def _failed(self, what: str, e: RconfdError) -> None:
-        if isinstance(e, VaultError) and e.transient:
-            if self.outage_since is None:
-                self.outage_since = self.clock()
-                log.warning("Vault unavailable (%s); retrying with backoff, files are kept as "
-                            "they are", e)
-            else:
-                log.debug("%s: still failing: %s", what, e)
-        else:
-            log.error("%s", e)
-
-    def _succeeded(self) -> None:
-        if self.outage_since is not None:
-            log.info("Vault available again after %.0fs", self.clock() - self.outage_since)
-            self.outage_since = None
 
     # -- tokens ----------------------------------------------------------------------------
     def _token_due(self, role: str) -> None:
@@ -278,15 +231,15 @@ class Daemon:
         except VaultError as e:
             plan = self._renewal_failed(entry, e, policy.token_renewal_failed)
             if plan.act == Act.RENEW:
-                self._failed(f"renewing the token of role {role}", e)
-                self._plan_token(entry, plan)
+                self.outage.failed(f"renewing the token of role {role}", e)
+                self.plans.token(entry, plan)
             else:
                 log.info("role %s: token renewal refused (%s): logging in again", role, e)
                 self._relogin(role)
             return
         if ttl is not None:
             new = (new or entry.token)._replace(ttl=ttl, issued_at=sent if check else now)
-        self._succeeded()
+        self.outage.succeeded()
         entry.succeeded()
         entry = self.ledger.put_token(new)
         plan = (policy.token_checked if check else policy.token_renewed)(entry, now, self.rng)
@@ -296,14 +249,14 @@ class Daemon:
         if plan is not None and plan.act == Act.RELOGIN and plan.at > now:
             log.info("role %s: token reaches its max TTL in %.0fs: logging in again in %.0fs",
                      role, new.ttl, plan.at - now)
-            self._plan_token(entry, plan)
+            self.plans.token(entry, plan)
         elif plan is not None and plan.act == Act.RELOGIN:
             log.info("role %s: token cannot be renewed further: logging in again", role)
             self._relogin(role)
         else:
             log.debug("role %s: token renewed for %.0fs", role, new.ttl,
                       extra={"role": role, "ttl": new.ttl})
-            self._plan_token(entry, plan)
+            self.plans.token(entry, plan)
 
     def _relogin(self, role: str) -> None:
         """Log in again, re-issue what died with the old token, render before letting it go."""
@@ -316,16 +269,16 @@ class Daemon:
         except (VaultError, ConfigError) as e:
             self.ledger.observe("login", self.clock() - now)
             self.ledger.count("login", "failed")
-            self._failed(f"logging in as role {role}", e)
+            self.outage.failed(f"logging in as role {role}", e)
             n = old.failed(str(e), now, policy.timed_out(e, timeout)) if old is not None else 1
-            self._plan_role(role, policy.login_failed(old, e, now, self.rng, n))
+            self.plans.role(role, policy.login_failed(old, e, now, self.rng, n))
             return
         self.ledger.observe("login", self.clock() - now)
         self.ledger.count("login", "ok")
-        self._succeeded()
+        self.outage.succeeded()
         entry = self.ledger.tokens[role]
         redactor.add(("token", role), entry.token.client_token)
-        self._plan_token(entry, policy.token_plan(entry, now, self.rng))
+        self.plans.token(entry, policy.token_plan(entry, now, self.rng))
         doomed = [e for e in self.ledger.secrets.values() if old is not None
                   and e.ref.role == role and e.lease_id
                   and e.secret.accessor == old.token.accessor != entry.token.accessor]
@@ -364,8 +317,8 @@ class Daemon:
         except VaultError as e:
             plan = self._renewal_failed(entry, e, policy.lease_renewal_failed)
             if plan.act == Act.RENEW:
-                self._failed(f"{ref}: renewing", e)
-                self._plan_secret(entry, plan)
+                self.outage.failed(f"{ref}: renewing", e)
+                self.plans.secret(entry, plan)
             else:
                 log.info("%s: lease renewal refused (%s): fetching a new secret", ref, e)
                 entry.renew = False
@@ -373,7 +326,7 @@ class Daemon:
             return
         if ttl is not None:
             granted, sent = ttl, now
-        self._succeeded()
+        self.outage.succeeded()
         entry.succeeded()
         entry.expires_at = sent + granted  # the grant began at most when the request was sent
         self.ledger.changed()
@@ -389,7 +342,7 @@ class Daemon:
                          granted, plan.at - now)
         else:
             log.debug("%s: lease renewed for %.0fs", ref, granted, extra=_fields(ref, granted))
-        self._plan_secret(entry, plan)
+        self.plans.secret(entry, plan)
 
     def _refetch(self, ref: SecretRef, forced: bool = False) -> None:
         """Fetch a new value (a new credential for dynamic secrets), rate-limited per secret."""
@@ -399,7 +352,7 @@ class Daemon:
         if entry is not None and earliest > now:
             log.warning("%s: not minting a new credential before %.0fs (rate limit)", ref,
                         earliest - now)
-            self._plan_secret(entry, Plan(Act.REFETCH, earliest))
+            self.plans.secret(entry, Plan(Act.REFETCH, earliest))
             return
         timeout = self.renewal.wait_timeout(entry, entry.expires_at if entry is not None
                                             and entry.secret is not None else None)
@@ -407,21 +360,21 @@ class Daemon:
             fetched, errors = self.pipeline.fetch_each([ref])
         self.ledger.observe("fetch", self.clock() - now)
         self.ledger.count("refetch", "failed" if errors else "ok")
-        self._schedule_new_tokens()
+        self.plans.new_tokens()
         if errors:
             e = errors[ref]
-            self._failed(str(ref), e)
+            self.outage.failed(str(ref), e)
             if ref.backend == "vault" and policy.relogin_after_fetch_error(e):
-                self._plan_role(ref.role, Plan(Act.RELOGIN, now))  # the token may be gone
+                self.plans.role(ref.role, Plan(Act.RELOGIN, now))  # the token may be gone
             if entry is not None:
                 entry.failed(str(e), now, policy.timed_out(e, timeout))
-                self._plan_secret(entry, policy.fetch_failed(entry, e, now, self.rng))
+                self.plans.secret(entry, policy.fetch_failed(entry, e, now, self.rng))
             return
-        self._succeeded()
+        self.outage.succeeded()
         secret = fetched[ref]
         changed = entry is None or entry.secret is None or entry.secret.value != secret.value
         entry = self.ledger.remember(secret, now)
-        self._plan_secret(entry, policy.secret_plan(entry, now, self.rng))
+        self.plans.secret(entry, policy.secret_plan(entry, now, self.rng))
         if changed:
             if forced:
                 log.info("%s: new secret (re-issued)", ref, extra=_fields(ref))
@@ -438,9 +391,9 @@ class Daemon:
         with self.signals:
             fetched, errors = self.pipeline.fetch_each(static)
         for e in errors.values():
-            self._failed("polling", e)
+            self.outage.failed("polling", e)
         if fetched and not errors:
-            self._succeeded()
+            self.outage.succeeded()
         for ref, secret in fetched.items():
             if self.ledger.value(ref) != secret.value:
                 log.info("%s: changed at its source", ref, extra=_fields(ref))
@@ -464,16 +417,16 @@ class Daemon:
         new = [r for r in wanted if not self.ledger.has(r)]
         with self.signals:
             fetched, errors = self.pipeline.fetch_each(new)
-        self._schedule_new_tokens()
+        self.plans.new_tokens()
         now = self.clock()
         for secret in fetched.values():
             entry = self.ledger.remember(secret, now)
-            self._plan_secret(entry, policy.secret_plan(entry, now, self.rng))
+            self.plans.secret(entry, policy.secret_plan(entry, now, self.rng))
         for ref, e in errors.items():  # retried through the usual timer, as a new secret
-            self._failed("reload", e)
+            self.outage.failed("reload", e)
             entry = self.ledger.want(ref)
             entry.failed(str(e), now)
-            self._plan_secret(entry, policy.fetch_failed(entry, e, now, self.rng))
+            self.plans.secret(entry, policy.fetch_failed(entry, e, now, self.rng))
         previous = {(t.source, t.name): entry for t, entry in self.ledger.templates.items()}
         for t in self.ledger.templates:
             self.timers.cancel(Timer(Kind.RENDER, t))
