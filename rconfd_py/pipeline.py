@@ -274,8 +274,10 @@ class Pipeline:
 
         wanted = {r for r in self.config.by_ref if r.backend == "vault" and not r.dynamic}
         supplied = self.tokens.supplied
-        if supplied is not None:  # only the token supplied now; never one to revoke as dropped
-            roles, current = {r.role for r in wanted}, supplied.read()
+        if supplied is not None or saved.supplied:  # a supplied token: only the one supplied
+            # now is used, and none is ever revoked as dropped (it belongs to whoever wrote it)
+            roles = {r.role for r in wanted}
+            current = supplied.read() if supplied is not None else None
             saved = saved._replace(tokens={r: e for r, e in saved.tokens.items()
                                            if r in roles and e.token.client_token == current})
         with network():
@@ -288,7 +290,8 @@ class Pipeline:
     def save_state(self) -> None:
         """Save the ledger if it changed (never fails the run: state.py warns)."""
         if self.state is not None and self._saved is None:
-            self.state.save(self.ledger, self.clock())
+            s = self.settings
+            self.state.save(self.ledger, self.clock(), bool(s.vault_token_file or s.vault_token))
 
     # -- one pass ------------------------------------------------------------------------
     def first_pass(self, network=nullcontext) -> None:

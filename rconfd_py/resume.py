@@ -34,13 +34,14 @@ def resume(saved: Saved, wanted: set[SecretRef], ledger: Ledger, client, now: fl
     roles = {r.role for r in wanted if r.backend == "vault"}
     tokens: dict[str, TokenEntry] = {}
     for role, entry in saved.tokens.items():
+        # masked before any call: an answer (or a proxy's page) may echo the token
+        redactor.add(("token", role), entry.token.client_token)
         if role not in roles:
             log.info("role %s: no longer configured: its saved token is dropped", role)
             if revoke_dropped:
                 _quietly(lambda e=entry: revoke_self(client, e.token, timeout=timeout),
                          f"role {role}: cannot revoke its saved token")
             continue
-        redactor.add(("token", role), entry.token.client_token)
         try:
             ttl = lookup_self(client, entry.token, timeout=timeout)
         except VaultError as e:

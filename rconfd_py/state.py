@@ -45,8 +45,9 @@ LOCK = "lock"
 TEMP = ".state.json."  # prefix of the temporary files (a killed process's are swept)
 MAX_SIZE = 8 << 20  # a state file larger than this is not ours
 
-Saved = namedtuple("Saved", "tokens secrets saved_at")
-Saved.__doc__ = "A loaded state: role -> TokenEntry, ref -> SecretEntry, when it was written."
+Saved = namedtuple("Saved", "tokens secrets saved_at supplied", defaults=(False,))
+Saved.__doc__ = ("A loaded state: role -> TokenEntry, ref -> SecretEntry, when it was written, "
+                 "whether its tokens were supplied (VAULT_TOKEN, --vault-token-file), not ours.")
 
 
 class Refused(Exception):
@@ -71,10 +72,14 @@ class StateDir:
         and writable by nobody else, locked against another rconfd-py; None (one warning)
         otherwise."""
         try:
-            try:
-                os.mkdir(path, 0o700)
+            parent, _, name = path.rstrip("/").rpartition("/")
+            pfd = fs.open_dir(parent or ("/" if path.startswith("/") else "."))
+            try:  # made in the parent reached without following a planted link
+                os.mkdir(name, 0o700, dir_fd=pfd)
             except FileExistsError:
                 pass
+            finally:
+                os.close(pfd)
             dfd = fs.open_dir(path)
         except (OSError, fs.UnsafePath) as e:
             reason = e.strerror if isinstance(e, OSError) else str(e)
@@ -201,18 +206,19 @@ class StateDir:
                 entry.expires_at = _num(s["expires_at"])
                 entry.mints.extend(_num(m) for m in s["mints"])
                 secrets[ref] = entry
-            return Saved(tokens, secrets, _num(doc["saved_at"]))
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            return Saved(tokens, secrets, _num(doc["saved_at"]), doc.get("supplied") is True)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as e:
             raise Refused(f"malformed ({type(e).__name__})") from None
 
     # -- save ------------------------------------------------------------------------------
-    def save(self, ledger: Ledger, now: float) -> bool:
+    def save(self, ledger: Ledger, now: float, supplied: bool = False) -> bool:
         """Write the ledger's tokens and leased Vault secrets if it changed since the last
         save. A failure is one warning (once per distinct error) and is retried at the next
         change; it never stops the run."""
         if ledger.changes == self.saved:
             return False
-        data = json.dumps(dump(ledger, self.vault, now), separators=(",", ":")).encode()
+        data = json.dumps(dump(ledger, self.vault, now, supplied),
+                          separators=(",", ":")).encode()
         try:
             self._write(data)
         except OSError as e:
@@ -263,11 +269,13 @@ class StateDir:
         self._lock_fd = self._dfd = -1
 
 
-def dump(ledger: Ledger, vault: str, now: float) -> dict:
+def dump(ledger: Ledger, vault: str, now: float, supplied: bool = False) -> dict:
     """The document saved: tokens and leased Vault secrets (values included: the file is
-    0600 in a 0700 directory)."""
+    0600 in a 0700 directory). `supplied`: the tokens came from outside (never ours to reuse
+    after a login or to revoke)."""
     return {
         "format": FORMAT, "vault": vault, "uid": os.geteuid(), "saved_at": now,
+        "supplied": supplied,
         "tokens": [{"role": e.role, "token": e.token.client_token,
                     "accessor": e.token.accessor, "ttl": e.token.ttl,
                     "renewable": e.token.renewable, "issued_at": e.token.issued_at,

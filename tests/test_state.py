@@ -145,6 +145,41 @@ def test_tampered_fields_are_ignored(tmp_path):
     refused(tmp_path, "malformed")
 
 
+def test_a_number_too_large_for_a_float_is_malformed_not_a_crash(tmp_path):
+    path = saved_dir(tmp_path) / "state.json"
+    doc = json.loads(path.read_text())
+    doc["saved_at"] = 10 ** 400
+    path.write_text(json.dumps(doc))
+    refused(tmp_path, "malformed (OverflowError)")
+
+
+def test_supplied_tokens_are_marked_as_such(tmp_path):
+    """A token from VAULT_TOKEN or the token file is saved marked: a later run that logs in
+    itself never reuses it, nor revokes it (pipeline._resume)."""
+    s = opened(tmp_path)
+    assert s.save(ledger(), 1002.0, supplied=True)
+    s.close()
+    s = opened(tmp_path)
+    assert s.load().supplied is True
+    s.close()
+
+
+def test_the_dir_is_never_made_through_a_link_a_user_planted(shared_tmp):
+    """root makes the state dir in its parent reached without following a user's link: a
+    link to a root-only directory gets no `st` made inside it."""
+    user = hostile_user()
+    srv = shared_tmp / "srv"  # the parent path runs through the user's directory
+    srv.mkdir()
+    user.own(srv)
+    victim = shared_tmp / "rootonly"
+    victim.mkdir(mode=0o700)
+    user.run("ln", "-s", str(victim), str(srv / "data"))
+    with captured_log() as out:
+        assert StateDir.open(str(srv / "data" / "st"), VAULT) is None
+    assert "symbolic link" in out.getvalue() and out.getvalue().count("\n") == 1
+    assert list(victim.iterdir()) == []
+
+
 def test_unknown_format_is_ignored(tmp_path):
     path = saved_dir(tmp_path) / "state.json"
     doc = json.loads(path.read_text())

@@ -232,3 +232,23 @@ def test_with_a_state_dir_a_new_token_in_the_file_wins_over_the_saved_one(tmp_pa
     assert second["accessor"] in r.err and first["accessor"] not in r.err, r.err
     assert (tmp_path / "out" / "cert.pem").read_text() != cert
     assert lookup(stack, first["client_token"]).get("ttl", 0) > 0  # not revoked by us
+
+
+def test_a_token_supplied_once_is_never_reused_by_a_login_run_nor_revoked(tmp_path, stack,
+                                                                          vault_env):
+    """The state saved a VAULT_TOKEN (an operator's or CI token); the next run logs in itself
+    with the same state dir and --revoke-on-exit: it logs in, and the supplied token lives."""
+    tok = new_token(stack)
+    state = tmp_path / "state"
+    cfg = setup(tmp_path, leased=True)
+    r = rconfd("-d", cfg, "-u", stack.addr, "-v", env={"VAULT_TOKEN": tok["client_token"],
+                                                       "RCONFD_STATE_DIR": str(state)})
+    assert r.rc == 0, r.err
+    before = audit_request_paths(stack.audit_log).count("auth/jwt/login")
+    r = rconfd("-d", cfg, "-u", stack.addr, "-l", "/auth/jwt/login", "-t",
+               vault_env["VAULT_JWT_PATH"], "--revoke-on-exit", "-v",
+               env={"RCONFD_STATE_DIR": str(state)})
+    assert r.rc == 0, r.err
+    assert audit_request_paths(stack.audit_log).count("auth/jwt/login") == before + 1
+    assert tok["accessor"] not in r.err, r.err
+    assert lookup(stack, tok["client_token"]).get("ttl", 0) > 0  # not revoked by us
