@@ -196,7 +196,11 @@ class HTTPClient:
             resp, location = self._once(method, url, body, hdrs, deadline, idempotent)
             if location is None:
                 return resp
-            new = urljoin(url, location)
+            try:
+                new = urljoin(url, location)
+                urlsplit(new).port  # noqa: B018 - a port that is not a number raises here
+            except ValueError:
+                raise TransportError(f"redirect to an invalid URL {location!r}") from None
             if urlsplit(new).scheme not in ("http", "https"):
                 raise TransportError(f"redirect to an unsupported URL {location!r}")
             if urlsplit(url).scheme == "https" and urlsplit(new).scheme != "https":

@@ -42,12 +42,19 @@ def parse_proxy(text: str, what: str) -> Proxy:
     text = text.strip()
     if "://" not in text:
         text = "http://" + text
+    # the credentials before the last @ hold a secret: a raw / # ? or a non-ASCII character
+    # there is refused before parsing (a parser would cut or quote them in its error)
+    userinfo = text.split("://", 1)[1].rpartition("@")[0]
+    if userinfo and (any(c in userinfo for c in "/#?") or not userinfo.isascii()):
+        raise ConfigError(f"{what}: not a proxy URL (percent-encode / # ? @ and non-ASCII "
+                          f"characters in the credentials)")
     try:
         u = urlsplit(text)
         port = u.port
         host = u.hostname
-    except ValueError as e:
-        raise ConfigError(f"{what}: not a proxy URL ({e})") from None
+    except ValueError:  # the parser's text may quote the credentials: never shown
+        raise ConfigError(f"{what}: not a proxy URL (http://[user:pass@]host[:port] "
+                          f"expected)") from None
     if u.scheme != "http":
         raise ConfigError(f"{what}: {u.scheme}:// proxies are not supported (an http:// proxy; "
                           f"https to Vault goes through it in a CONNECT tunnel)")
@@ -126,9 +133,10 @@ def _ip(text: str):
     import ipaddress
 
     try:
-        return ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
+    return getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:a.b.c.d is a.b.c.d, as in Go
 
 
 def _split_port(entry: str) -> tuple[str, str]:

@@ -50,6 +50,9 @@ SECRET = {"user": "alice", "password": "pr0xy-s3cret"}
     ("2001:db8::/32", "2001:db8::1", 8200, False),
     ("[2001:db8::1]:8200", "2001:db8::1", 8200, False),
     (" a.org , ,b.org ", "x.b.org", 443, False),  # spaces and empty entries
+    ("", "::ffff:127.0.0.1", 8200, False),  # an IPv4-mapped address is that IPv4 address
+    ("10.0.0.0/8", "::ffff:10.1.2.3", 8200, False),
+    ("10.1.2.3", "[::ffff:10.1.2.3]", 8200, False),
 ])
 def test_no_proxy_rules(no_proxy, host, port, proxied):
     assert use_proxy(host, port, parse_no_proxy(no_proxy)) is proxied
@@ -78,6 +81,14 @@ def test_proxy_urls():
                         ("socks5://p:1", "socks5:// proxies"), ("http://p:x", "not a proxy URL")):
         with pytest.raises(ConfigError, match=needle):
             parse_proxy(bad, "HTTPS_PROXY")
+    # a password the parser would cut or quote in its error is never in the message
+    for bad in ("http://rconfd:s3cr/et-pw@proxy.corp:3128", "http://rconfd:s3cr\uff03et@p:1",
+                "http://rconfd:1234/secret@proxy.corp:3128", "http://u:pw#frag@p:1",
+                "http://u:s3cr3t-pw@p:12x"):
+        with pytest.raises(ConfigError, match="not a proxy URL") as e:
+            parse_proxy(bad, "HTTPS_PROXY")
+        assert "s3cr" not in str(e.value) and "secret" not in str(e.value), e.value
+        assert "pw" not in str(e.value).replace("proxy", ""), e.value
 
 
 # -- real servers ------------------------------------------------------------------------------

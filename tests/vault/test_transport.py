@@ -222,6 +222,19 @@ def test_a_fourth_redirect_is_refused_and_302_is_not_followed_for_post(raw):
         VaultClient(srv.url).request("POST", "found", body={})
 
 
+@pytest.mark.parametrize("location", ["http://vault.example.com:8200x/v1/x", "http://[vault/v1/x"])
+def test_a_redirect_to_an_invalid_url_is_a_transient_error(raw, location):
+    """Not an internal error (a traceback, exit 1): a broken standby or proxy is an outage."""
+    def script(srv, sock, n):
+        while srv.read_request(sock) is not None:
+            sock.sendall(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n"
+                         f"Content-Length: 0\r\n\r\n".encode())
+    srv = raw(script)
+    with pytest.raises(VaultError, match="redirect to an invalid URL") as e:
+        VaultClient(srv.url).request("GET", "x")
+    assert e.value.transient
+
+
 def test_a_redirect_to_another_server_is_followed(raw):
     target = raw(echo_path)
 
