@@ -184,6 +184,15 @@ def main(argv: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     distro = DISTROS[args.distro]
+    if args.base is not None:  # apk on Debian fails deep in the build: say it here, in one line
+        from .layers import alpine_release, debian_release
+
+        named = ("debian" if debian_release(args.base) else
+                 "alpine" if alpine_release(args.base) else None)
+        if named not in (None, distro.name):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--from {args.base} is a {named} image: pass --distro {named}")
     if args.base is None and args.command in ("base", "service"):
         args.base = DEFAULTS[distro.name][0 if args.command == "base" else 2]
     if (args.command not in ("base", "service") and distro.s6_packages is None

@@ -17,7 +17,6 @@ from .layers import ALPINE, DEFAULTS, Distro, fill, image_ref, s6_overlay_versio
 from .overlay import add_lines
 
 DEFAULT_BASE = DEFAULTS["alpine"][0]  # the top-level Containerfile's: builds on a clean machine
-DEFAULT_FROM = {"source": DEFAULTS["alpine"][0], "context": DEFAULTS["alpine"][1]}
 
 
 def default_from(variant: str, distro: Distro = ALPINE) -> str:

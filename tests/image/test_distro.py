@@ -115,6 +115,18 @@ def test_debian_base_usage_errors_exit_2(tmp_path: Path, args, needles):
     assert not (tmp_path / "ctx").exists()
 
 
+@pytest.mark.parametrize("image,distro,named", [("debian:12", None, "debian"),
+                                                ("docker.io/debian:bookworm-slim", "alpine", "debian"),
+                                                ("alpine:3.20", "debian", "alpine")])
+def test_an_image_of_the_other_distro_is_a_usage_error(tmp_path: Path, image, distro, named):
+    """Not an apk (or apt-get) step that fails deep inside the build."""
+    r = rconfd("image", "base", "--base", image, *(["--distro", distro] if distro else []),
+               "--tag", "x", "--context", tmp_path / "ctx", "--dry-run", "--builder", "podman")
+    one_error_line(r, errors.EXIT_CONFIG, f"--from {image} is a {named} image",
+                   f"pass --distro {named}")
+    assert not (tmp_path / "ctx").exists()
+
+
 def test_alpine_is_the_default_and_unchanged(tmp_path: Path, wheel: Path, overlay: Path):
     """--distro alpine writes byte for byte what no --distro writes, and Alpine's package lines
     are the ones every earlier release wrote."""

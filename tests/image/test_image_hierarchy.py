@@ -122,7 +122,8 @@ def test_base_layer_repository_line_is_prepended(tmp_path: Path):
     (["--apk-repository", "https://apk.example.com", "--apk-key", "/nonexistent.pub"],
      ["no such file"]),
     (["--base", "alpine 3.20"], ["--base", "bad base image"]),
-    (["--base", "debian:12"], ["not an alpine:X.Y image", "pass --tag"]),
+    (["--base", "debian:12"], ["--from debian:12 is a debian image", "pass --distro debian"]),
+    (["--base", "registry.example.com/os:7"], ["not an alpine:X.Y image", "pass --tag"]),
 ])
 def test_base_layer_usage_errors_exit_2(tmp_path: Path, args, needles):
     (tmp_path / KEY).write_text("k")
