@@ -186,7 +186,7 @@ def _diff(old: bytes, new: bytes, path: Path, new_file: bool = False) -> list[st
             lines += [f"+{_line(x)}\n" for x in shown_b[j1:j2]]
     if not lines:
         return []
-    name = escape(str(path))
+    name = safe(str(path))  # an output key may hold a secret
     return [f"--- {'/dev/null' if new_file else name}\n", f"+++ {name}\n", *lines]
 
 

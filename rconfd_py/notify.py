@@ -7,6 +7,8 @@ import logging
 import os
 from collections.abc import Sequence
 
+from .settings import child_env
+
 log = logging.getLogger(__name__)
 HOOK_TIMEOUT = 60.0
 
@@ -46,7 +48,7 @@ def run_hook(kind: str, label: str, argv: Sequence[str], timeout: float = HOOK_T
     log.info("%s: running %s hook %s", label, kind, argv[0])
     try:
         proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=timeout)
+                              stderr=subprocess.DEVNULL, timeout=timeout, env=child_env())
     except subprocess.TimeoutExpired:
         log.error("%s: %s hook %s timed out after %gs", label, kind, argv[0], timeout)
         return False
@@ -81,7 +83,7 @@ def run_check(label: str, argv: Sequence[str], staged: str, target: str,
     from .redact import redactor
 
     args = [a.replace(CHECK_PLACEHOLDER, staged) for a in argv]
-    env = {**os.environ, "RCONFD_CHECK_FILE": staged, "RCONFD_CHECK_TARGET": target}
+    env = child_env({"RCONFD_CHECK_FILE": staged, "RCONFD_CHECK_TARGET": target})
     log.debug("%s: running check %s on %s", label, argv[0], target,
               extra={"template": label, "file": target})
     try:

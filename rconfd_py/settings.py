@@ -59,6 +59,18 @@ VAULT_ENV = {"cacert": "VAULT_CACERT", "capath": "VAULT_CAPATH",
              "tls_server_name": "VAULT_TLS_SERVER_NAME", "tls_skip_verify": "VAULT_SKIP_VERIFY"}
 
 
+# environment variables that hold a credential: never passed to a command rconfd-py runs (exe
+# secrets as nobody, checks, hooks). VAULT_TOKEN, and the variable -T names (Settings.build).
+CREDENTIAL_ENV = {"VAULT_TOKEN"}
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a command rconfd-py runs: its own, without any credential."""
+    env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
+    env.update(extra or {})
+    return env
+
+
 class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
     __slots__ = ()
 
@@ -106,6 +118,8 @@ class Settings(namedtuple("Settings", DEFAULTS, defaults=DEFAULTS.values())):
             if str(values.get(field, "")).strip().lower() == "none":
                 values[field] = None
         settings = cls(**values)  # type: ignore[arg-type]
+        if settings.token and settings.token in env:  # -T NAME: the JWT is in that variable
+            CREDENTIAL_ENV.add(settings.token)
         if settings.log_format not in LOG_FORMATS:
             raise ConfigError(f"--log-format {settings.log_format!r}: expected text or json")
         if settings.dry_run and settings.daemon:

@@ -239,3 +239,24 @@ def test_official_jsonnet_engine_renders_the_same(tmp_path, vault_env):
         results[engine] = {p.name: p.read_text() for p in out.iterdir()}
     assert results["rjsonnet"] == results["jsonnet"]
     assert "APP_USER=alice" in results["rjsonnet"]["app.env"]
+
+
+def test_commands_it_runs_never_get_a_credential_from_its_environment(tmp_path):
+    """exe secrets (run as nobody), checks and hooks: no VAULT_TOKEN, no variable -T reads the
+    JWT from; the rest of the environment is theirs."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "t.jsonnet").write_text("{ 'env.txt': std.extVar('secrets').e }")
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\n/usr/bin/env > {tmp_path}/hook-env\n")
+    hook.chmod(0o755)
+    (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {
+        "dir": str(tmp_path / "out"), "secrets": {"exe:str:/usr/bin/env": "e"},
+        "hooks": {"ready": str(hook)}}}))
+    env = {"VAULT_TOKEN": "hvs.a-token-never-passed-on", "MY_JWT": "eyJ.never.passed",
+           "KEEP_ME": "kept"}
+    r = rconfd("-d", cfg, "-T", "MY_JWT", env=env)
+    assert r.rc == 0, r.err
+    for seen in ((tmp_path / "out" / "env.txt").read_text(), (tmp_path / "hook-env").read_text()):
+        assert "KEEP_ME=kept" in seen
+        assert "hvs.a-token" not in seen and "eyJ.never" not in seen, seen

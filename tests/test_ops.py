@@ -496,3 +496,16 @@ def test_run_check_timeout_missing_command_and_bounded_stderr(tmp_path, caplog):
     assert shown[0].count("xxxxxxx") > 200  # its stderr, cut
     ok = hook_script(tmp_path, "ok.sh", "exit 0\n")
     notify.run_check("t", [str(ok)], staged, target)  # no error
+
+
+def test_dry_run_masks_a_secret_in_an_output_path(tmp_path):
+    """An output key built from a secret: masked in the === line and in the diff's headers."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "t.jsonnet").write_text("{ [std.extVar('secrets').n + '.conf']: 'x' }")
+    (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {
+        "dir": str(tmp_path / "out"), "secrets": {"env:str:FILE_NAME": "n"}}}))
+    r = rconfd("-d", cfg, "--dry-run", env={"FILE_NAME": "s3cr3t-file-name"})
+    assert r.rc == 0, r.err
+    assert "+++ " in r.out and "<redacted>" in r.out, r.out
+    assert "s3cr3t-file-name" not in r.out + r.err, r.out

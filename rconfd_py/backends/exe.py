@@ -12,6 +12,7 @@ import subprocess
 from ..errors import SourceError
 from ..refs import SecretRef
 from ..secret import Secret
+from ..settings import child_env
 from . import Sources, decode
 
 MAX_OUTPUT = 16 * 1024 * 1024  # as for file secrets
@@ -35,7 +36,8 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 start_new_session=True,  # killed whole, what it started too
-                                stderr=subprocess.DEVNULL, cwd="/", **_drop_privileges())
+                                stderr=subprocess.DEVNULL, cwd="/", env=child_env(),
+                                **_drop_privileges())
     except OSError as e:
         raise SourceError(f"{ref}: cannot run {argv[0]}: {e.strerror}") from None
     with proc:
