@@ -203,20 +203,10 @@ def write_atomic(path: str, data: bytes, writer=None) -> None:
 def read(path: str) -> dict | None:
     """The document of a running daemon, or None (no file, unreadable, or its writer gone)."""
     try:
-        fd, st = fs.open_file(path)
-    except fs.UnsafePath:
+        data = fs.read_file(path, MAX_SIZE)
+        doc = json.loads(data) if data is not None else None
+    except (fs.UnsafePath, OSError, ValueError):
         return None
-    try:
-        if st.st_size > MAX_SIZE:
-            return None
-        with os.fdopen(fd, "rb") as f:
-            fd = -1
-            doc = json.loads(f.read(MAX_SIZE))
-    except (OSError, ValueError):
-        return None
-    finally:
-        if fd >= 0:
-            os.close(fd)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not alive(doc):
         return None
     return doc
@@ -292,6 +282,14 @@ def main(path: str | None, as_json: bool, now: float | None = None) -> int:
         return EXIT_NO_DAEMON
     doc = read(path)
     if doc is None:
+        try:
+            os.stat(path)
+        except PermissionError:  # under the default --state-dir, 0700: the daemon's user only
+            print(f"rconfd-py status: {path}: permission denied (run it as the daemon's user)",
+                  file=sys.stderr)
+            return EXIT_NO_DAEMON
+        except OSError:
+            pass
         print(f"rconfd-py status: no running daemon's status in {path}", file=sys.stderr)
         return EXIT_NO_DAEMON
     now = time.time() if now is None else now

@@ -270,3 +270,13 @@ def test_bad_metrics_addr_is_a_config_error(tmp_path):
         assert r.rc == 2 and "--metrics-addr" in r.lines[-1] and "in use" in r.lines[-1], r.err
     finally:
         assert d.stop(signal.SIGTERM) == 0
+
+
+def test_a_status_file_it_may_not_read_says_so(tmp_path, monkeypatch, capsys):
+    """Under the default state dir (0700), another user is told why, not "no daemon"."""
+    def denied(path, *a, **k):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(status.fs, "read_file", denied)
+    monkeypatch.setattr(status.os, "stat", denied)
+    assert status.main(str(tmp_path / "status.json"), False) == status.EXIT_NO_DAEMON
+    assert "permission denied (run it as the daemon's user)" in capsys.readouterr().err
