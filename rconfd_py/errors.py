@@ -47,6 +47,10 @@ class VaultError(RconfdError):
         self.status = status
         self.timed_out = timed_out
 
+    def prefixed(self, text: str) -> VaultError:
+        """The same failure (status, timed out) told with `text: ` before it."""
+        return VaultError(f"{text}: {self}", self.status, self.timed_out)
+
     @property
     def transient(self) -> bool:
         """True when retrying may help: no answer, 5xx, or 429."""

@@ -24,8 +24,7 @@ def fetch(ref: SecretRef, sources: Sources) -> Secret:
                                       params=kwargs if reads and kwargs else None,
                                       body=None if reads else kwargs)
     except VaultError as e:
-        raise VaultError(f"{ref}: {e}", status=e.status,
-                         timed_out=e.timed_out) from None
+        raise e.prefixed(str(ref)) from None
     return to_secret(ref, answer, sources.clock(), token.accessor)
 
 

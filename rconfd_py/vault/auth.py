@@ -62,8 +62,7 @@ def login(client: VaultClient, login_path: str, role: str, jwt: str, now: float)
     try:
         answer = client.request("POST", login_path, body={"role": role, "jwt": jwt})
     except VaultError as e:
-        raise VaultError(f"login as role {role!r} failed: {e}", status=e.status,
-                         timed_out=e.timed_out) from None
+        raise e.prefixed(f"login as role {role!r} failed") from None
     auth = answer.get("auth") or {}
     if not auth.get("client_token"):
         raise VaultError(f"login as role {role!r}: no token in Vault's answer")

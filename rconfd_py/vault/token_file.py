@@ -90,7 +90,7 @@ def _use_token(client: VaultClient, supplied: SuppliedToken, value: str, role: s
                      if old is not None and old.client_token == value and supplied.path else "")
             raise VaultError(f"vault token ({supplied.source}) is invalid or expired: "
                              f"{reason}{again}", status=e.status) from None
-        raise VaultError(f"vault token ({supplied.source}): {e}", status=e.status) from None
+        raise e.prefixed(f"vault token ({supplied.source})") from None
     data = answer.get("data") or {}
     return Token(role=role, client_token=value, accessor=str(data.get("accessor") or ""),
                  ttl=float(data.get("ttl") or 0), renewable=bool(data.get("renewable")),

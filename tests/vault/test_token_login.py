@@ -252,3 +252,22 @@ def test_a_token_supplied_once_is_never_reused_by_a_login_run_nor_revoked(tmp_pa
     assert audit_request_paths(stack.audit_log).count("auth/jwt/login") == before + 1
     assert tok["accessor"] not in r.err, r.err
     assert lookup(stack, tok["client_token"]).get("ttl", 0) > 0  # not revoked by us
+
+
+def test_a_lookup_that_timed_out_stays_a_timeout():
+    """The daemon waits out a timeout before trying again (policy.timed_out): the supplied
+    token's lookup keeps that mark when its error is told again."""
+    from rconfd_py.errors import VaultError
+    from rconfd_py.vault.token_file import SuppliedToken
+
+    class Frozen:
+        def request(self, *a, **k):
+            raise VaultError("GET /v1/auth/token/lookup-self: Vault did not answer in time",
+                             timed_out=True)
+    try:
+        SuppliedToken("hvs.some-token-value").use(Frozen(), "hvs.some-token-value", "app",
+                                                  1000.0, None)
+    except VaultError as e:
+        assert e.timed_out and e.transient and str(e).startswith("vault token (VAULT_TOKEN): ")
+    else:
+        raise AssertionError("no error")
