@@ -290,8 +290,7 @@ class Pipeline:
     def save_state(self) -> None:
         """Save the ledger if it changed (never fails the run: state.py warns)."""
         if self.state is not None and self._saved is None:
-            s = self.settings
-            self.state.save(self.ledger, self.clock(), bool(s.vault_token_file or s.vault_token))
+            self.state.save(self.ledger, self.clock(), self.tokens.supplied is not None)
 
     # -- one pass ------------------------------------------------------------------------
     def first_pass(self, network=nullcontext) -> None:

@@ -54,7 +54,7 @@ def resume(saved: Saved, wanted: set[SecretRef], ledger: Ledger, client, now: fl
             continue
         token = entry.token._replace(ttl=ttl, issued_at=now) if entry.token.ttl else entry.token
         restored = ledger.put_token(token)
-        restored.asked = entry.asked
+        restored.asked, restored.born = entry.asked, entry.born  # its max TTL runs from the login
         tokens[role] = restored
     reused = 0
     for ref, entry in saved.secrets.items():

@@ -191,6 +191,7 @@ class StateDir:
                     accessor=_str(t["accessor"]), ttl=_num(t["ttl"]),
                     renewable=bool(t["renewable"]), issued_at=_num(t["issued_at"])))
                 entry.asked = _num(t["asked"])
+                entry.born = _num(t.get("born", entry.born))  # the login (max TTL's start)
                 tokens[entry.role] = entry
             secrets = {}
             for s in doc["secrets"]:
@@ -279,7 +280,7 @@ def dump(ledger: Ledger, vault: str, now: float, supplied: bool = False) -> dict
         "tokens": [{"role": e.role, "token": e.token.client_token,
                     "accessor": e.token.accessor, "ttl": e.token.ttl,
                     "renewable": e.token.renewable, "issued_at": e.token.issued_at,
-                    "asked": e.asked} for e in ledger.tokens.values()],
+                    "asked": e.asked, "born": e.born} for e in ledger.tokens.values()],
         "secrets": [{"ref": [*e.ref[:5], [list(kv) for kv in e.ref.kwargs], *e.ref[6:]],
                      "value": e.secret.value, "fetched_at": e.secret.fetched_at,
                      "lease": list(e.secret.lease) if e.secret.lease else None,

@@ -67,6 +67,7 @@ def test_save_and_load_round_trip_keeps_tokens_leases_certificates_and_mints(tmp
     led = ledger()
     led.secrets[DB].expires_at = 1015.0  # renewed since its fetch
     led.secrets[DB].renew = False
+    led.tokens["app"].born = 900.0  # logged in before its last renewal
     s = opened(tmp_path)
     assert s.save(led, 1002.0)
     assert not s.save(led, 1003.0)  # nothing changed: nothing written
@@ -78,7 +79,7 @@ def test_save_and_load_round_trip_keeps_tokens_leases_certificates_and_mints(tmp
     s.close()
     assert loaded.saved_at == 1002.0
     tok = loaded.tokens["app"]
-    assert tok.token == led.tokens["app"].token and tok.asked == 20.0
+    assert tok.token == led.tokens["app"].token and (tok.asked, tok.born) == (20.0, 900.0)
     assert set(loaded.secrets) == {DB, PKI}  # static secrets are re-read, never saved
     db = loaded.secrets[DB]
     assert db.secret == led.secrets[DB].secret and db.ref.kwargs == DB.kwargs

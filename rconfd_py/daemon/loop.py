@@ -450,4 +450,5 @@ def _carried(prev: TemplateEntry | None) -> TemplateEntry:
     entry = TemplateEntry(prev.sources if prev is not None else ())
     if prev is not None:
         entry.rendered_at, entry.files, entry.hook = prev.rendered_at, prev.files, prev.hook
+        entry.failed_total = prev.failed_total  # a counter ("ever", metrics): not reset
     return entry

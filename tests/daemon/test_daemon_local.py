@@ -65,3 +65,13 @@ def test_an_idle_exec_that_cannot_run_exits_0_with_one_error(tmp_path):
     assert d.proc.wait(20) == 0
     d.stop()
     assert "cannot run --idle-exec /nonexistent/pause: No such file or directory" in d.text()
+
+
+def test_a_reloaded_template_keeps_its_failure_counter():
+    """`status` calls it "ever" and the metrics export it as a counter: SIGHUP must not reset it."""
+    from rconfd_py.daemon.loop import _carried
+    from rconfd_py.ledger import TemplateEntry
+
+    prev = TemplateEntry()
+    prev.failed_total["write"] = 3
+    assert _carried(prev).failed_total == {"render": 0, "write": 3}

@@ -414,3 +414,4 @@ def test_the_ledger_knows_the_first_expiry_still_ahead():
     ledger.remember(secret(lease=30, renewable=True).secret, NOW)
     assert ledger.soonest_end(NOW) == NOW + 30
     assert ledger.soonest_end(NOW + 40) == NOW + 100  # the dead lease is nothing left to lose
+
