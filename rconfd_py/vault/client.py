@@ -29,12 +29,18 @@ REPEATABLE = frozenset(("sys/leases/renew", "sys/leases/lookup", "sys/leases/rev
                         "auth/token/lookup-self", "auth/token/revoke-self"))
 
 
+# segments of a read that mints: database/creds/ro, aws/creds/x, aws/sts/x, gcp/roleset/r/token,
+# gcp/static-account/a/key (a kv path that holds one of them only loses the resend)
+MINTING_READ = frozenset(("creds", "sts", "token", "key"))
+
+
 def repeatable(method: str, path: str) -> bool:
     """Whether a request may be sent twice: reads, renewals, lookups, revocations. A read of
-    dynamic credentials (`database/creds/ro`, `aws/creds/x`: a `creds` segment) mints, even by
-    GET."""
+    dynamic credentials (a MINTING_READ segment) mints, even by GET."""
+    if path in REPEATABLE:
+        return True
     if method in ("GET", "HEAD", "LIST"):
-        return "creds" not in path.split("/")
+        return not MINTING_READ & set(path.split("/"))
     return path in REPEATABLE or path.rsplit("/", 1)[0] in ("sys/leases/renew",
                                                              "sys/leases/revoke")
 

@@ -120,6 +120,8 @@ class _HTTPS(http.client.HTTPSConnection):
     def connect(self):
         http.client.HTTPConnection.connect(self)  # through a proxy: connect, then CONNECT
         self.through = True
+        # the handshake gets what the connect left of the deadline, not a whole timeout again
+        self.sock.settimeout(max(self.deadline - time.monotonic(), 1e-3))
         # the name checked is Vault's (the tunnel's end), never the proxy's
         self.sock = self._context.wrap_socket(
             self.sock, server_hostname=self.server_name or self._tunnel_host or self.host)

@@ -45,7 +45,8 @@ def parse_proxy(text: str, what: str) -> Proxy:
     # the credentials before the last @ hold a secret: a raw / # ? or a non-ASCII character
     # there is refused before parsing (a parser would cut or quote them in its error)
     userinfo = text.split("://", 1)[1].rpartition("@")[0]
-    if userinfo and (any(c in userinfo for c in "/#?") or not userinfo.isascii()):
+    if userinfo and (any(c in userinfo for c in "/#?") or not userinfo.isascii()
+                     or not userinfo.isprintable()):
         raise ConfigError(f"{what}: not a proxy URL (percent-encode / # ? @ and non-ASCII "
                           f"characters in the credentials)")
     try:

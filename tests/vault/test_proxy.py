@@ -84,7 +84,7 @@ def test_proxy_urls():
     # a password the parser would cut or quote in its error is never in the message
     for bad in ("http://rconfd:s3cr/et-pw@proxy.corp:3128", "http://rconfd:s3cr\uff03et@p:1",
                 "http://rconfd:1234/secret@proxy.corp:3128", "http://u:pw#frag@p:1",
-                "http://u:s3cr3t-pw@p:12x"):
+                "http://u:s3cr3t-pw@p:12x", "http://u:s3cr3t\n-pw@p:1"):
         with pytest.raises(ConfigError, match="not a proxy URL") as e:
             parse_proxy(bad, "HTTPS_PROXY")
         assert "s3cr" not in str(e.value) and "secret" not in str(e.value), e.value

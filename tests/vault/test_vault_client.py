@@ -249,3 +249,15 @@ def test_a_quoted_piece_one_character_short_of_a_secret_is_masked(fresh):
     text = _errors({"errors": [echo]}, 400, "")
     assert text == (f'parsing "{MASK}": invalid; "{MASK}"; pin "{MASK}" or "{MASK}"; kept "wx" '
                     '"ab" "q7x"')
+
+
+def test_only_what_cannot_mint_is_sent_twice():
+    from rconfd_py.vault.client import repeatable
+
+    for path in ("database/creds/ro", "aws/creds/x", "aws/sts/deploy", "gcp/roleset/r/token",
+                 "gcp/static-account/a/key"):
+        assert not repeatable("GET", path), path
+    for method, path in (("GET", "kv/data/app"), ("GET", "auth/token/lookup-self"),
+                         ("PUT", "sys/leases/renew"), ("POST", "auth/token/renew-self")):
+        assert repeatable(method, path), path
+    assert not repeatable("POST", "pki/issue/example.com")
