@@ -65,6 +65,7 @@ class StateDir:
         self._lock_fd = lock_fd
         self.saved = -1  # the ledger's change counter at the last save (-1: never saved)
         self._error = ""
+        self._failed_at = -1  # the ledger's change counter at the last failed save
 
     @classmethod
     def open(cls, path: str, vault: str) -> StateDir | None:
@@ -216,7 +217,7 @@ class StateDir:
         """Write the ledger's tokens and leased Vault secrets if it changed since the last
         save. A failure is one warning (once per distinct error) and is retried at the next
         change; it never stops the run."""
-        if ledger.changes == self.saved:
+        if ledger.changes in (self.saved, self._failed_at):  # a full disk: not at every wake-up
             return False
         data = json.dumps(dump(ledger, self.vault, now, supplied),
                           separators=(",", ":")).encode()
@@ -226,8 +227,7 @@ class StateDir:
             text = f"cannot save the state file {self.file}: {e.strerror}"
             if text != self._error:
                 log.warning("%s", text)
-            self._error = text
-            self.saved = -1
+            self._error, self._failed_at = text, ledger.changes
             return False
         self.saved, self._error = ledger.changes, ""
         return True

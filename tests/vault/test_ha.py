@@ -94,6 +94,7 @@ class HAProxy:
         """The vault-active servers HAProxy routes to now (runtime API: show servers state)."""
         data = b""
         with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)  # a HAProxy that accepts and never answers fails, never hangs
             try:
                 s.connect(str(self.sock))
             except (FileNotFoundError, ConnectionRefusedError):  # not listening yet
