@@ -129,7 +129,8 @@ def main_parser() -> argparse.ArgumentParser:
                         "stops, or exits because nothing is leased")
     p.add_argument("--timeout", metavar="SECONDS", type=float,
                    help="deadline of each Vault request: connect, send and the complete "
-                        "answer (10)")
+                        "answer; the daemon waits up to 3x this while nothing it holds is "
+                        "about to expire (10)")
     p.add_argument("--idle-exec", metavar="CMD",
                    help="daemon with nothing leased: replace rconfd-py with CMD (e.g. s6-pause) "
                         "instead of exiting 0, so the supervised process stays the one s6 "

@@ -262,7 +262,7 @@ class Daemon:
         """Log in again, re-issue what died with the old token, render before letting it go."""
         store, now = self.pipeline.tokens, self.clock()
         old = self.ledger.tokens.get(role)
-        timeout = self.renewal.wait_timeout(old, old.expires_at if old is not None else None)
+        timeout = self.renewal.wait_timeout(old)
         try:
             with self.signals, self.pipeline.vault_timeout(timeout):
                 store.relogin(role)
@@ -354,8 +354,7 @@ class Daemon:
                         earliest - now)
             self.plans.secret(entry, Plan(Act.REFETCH, earliest))
             return
-        timeout = self.renewal.wait_timeout(entry, entry.expires_at if entry is not None
-                                            and entry.secret is not None else None)
+        timeout = self.renewal.wait_timeout(entry)
         with self.signals, self.pipeline.vault_timeout(timeout):
             fetched, errors = self.pipeline.fetch_each([ref])
         self.ledger.observe("fetch", self.clock() - now)

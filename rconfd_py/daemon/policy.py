@@ -33,11 +33,11 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 | a template's render or write failed    | RENDER with backoff racing its files' expiry (writes)|
 |                                        | or 2 s doubling to 60 s (templates)                  |
 
-Request timeouts: a renewal's never outlasts the expiry it races (--timeout at most); a fetch,
-login or lookup with nothing alive to lose waits up to 3 x --timeout, as long as nothing else
-held expires meanwhile (one request queued per lease at a slow server, not one per retry); and
-after a timeout the next attempt's timeout is doubled (up to 6 x --timeout, within the same
-limits).
+Request timeouts: every request waits up to 3 x --timeout for its answer, so that a slow or
+frozen server holds one request per lease or token, not one per retry; a renewal never past
+the last margin of the expiry it races (then a CHECK, not a second renewal); and no request,
+beyond --timeout, past the last margin before anything else held expires. After a timeout the
+next attempt's timeout is doubled (up to 6 x --timeout, within the same limits).
 """
 
 from __future__ import annotations
@@ -64,25 +64,28 @@ def _doubled(base: float, default: float, timed_out: float) -> float:
 
 
 def request_timeout(default: float, now: float, deadline: float | None,
-                    timed_out: float = 0.0) -> float:
-    """A renewal's timeout: the default (doubled after a timeout), never past the expiry it
-    races (an answer after it is worthless)."""
-    base = _doubled(default, default, timed_out)
-    if deadline is None:
-        return base
-    return min(base, max(MIN_TIMEOUT, deadline - now))
+                    soonest: float | None = None, timed_out: float = 0.0) -> float:
+    """A renewal's timeout: as long as its answer is useful, so that a slow or frozen server
+    has one request per lease queued, not one per retry: up to LONG_TIMEOUT x the default
+    (doubled after a timeout), but never past LAST_MARGIN before the expiry it races (the lease
+    or token is then looked up, not renewed again), nor, beyond the default, past LAST_MARGIN
+    before `soonest`, the first expiry of anything the daemon holds."""
+    longest = _doubled(default * LONG_TIMEOUT, default, timed_out)
+    if soonest is not None:
+        longest = min(longest, max(default, soonest - LAST_MARGIN - now))
+    if deadline is not None:
+        longest = min(longest, deadline - LAST_MARGIN - now)
+    return max(MIN_TIMEOUT, longest)
 
 
-def wait_timeout(default: float, now: float, alive_until: float | None,
-                 soonest: float | None, timed_out: float = 0.0) -> float:
-    """The timeout of a fetch, login or lookup. While what it replaces is alive
-    (`alive_until` ahead), the default. Once nothing is left to lose, a long one (3 x default):
-    a request the client gave up on may still be processed by a slow or frozen server, and
-    every retry would queue behind it, so one long wait beats several short ones. Doubled after
-    a timeout; but never past LAST_MARGIN before `soonest`, the first expiry of anything else
-    the daemon holds, nor shorter than the default."""
-    alive = alive_until is not None and alive_until > now
-    longest = _doubled(default if alive else default * LONG_TIMEOUT, default, timed_out)
+def wait_timeout(default: float, now: float, soonest: float | None,
+                 timed_out: float = 0.0) -> float:
+    """The timeout of a fetch, login or lookup: long (LONG_TIMEOUT x default, doubled after a
+    timeout), since a request the client gave up on may still be processed by a slow or frozen
+    server and every retry would queue behind it; but never past LAST_MARGIN before `soonest`,
+    the first expiry of anything held (what it replaces included, while that lives), nor
+    shorter than the default."""
+    longest = _doubled(default * LONG_TIMEOUT, default, timed_out)
     if soonest is not None:
         longest = min(longest, soonest - LAST_MARGIN - now)
     return max(default, longest)

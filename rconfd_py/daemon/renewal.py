@@ -25,12 +25,11 @@ class Renewal:
                  clock: Callable[[], float]):
         self.ledger, self.settings, self.signals, self.clock = ledger, settings, signals, clock
 
-    def wait_timeout(self, entry=None, alive_until: float | None = None) -> float:
-        """The timeout of a fetch, login or lookup replacing (or checking) `entry`, alive until
-        `alive_until` (policy.wait_timeout)."""
+    def wait_timeout(self, entry=None) -> float:
+        """The timeout of a fetch, login or lookup replacing (or checking) `entry`
+        (policy.wait_timeout)."""
         now = self.clock()
-        return policy.wait_timeout(self.settings.timeout, now, alive_until,
-                                   self.ledger.soonest_end(now),
+        return policy.wait_timeout(self.settings.timeout, now, self.ledger.soonest_end(now),
                                    entry.timed_out if entry is not None else 0.0)
 
     def send(self, entry, what: str, renew: Callable | None, lookup: Callable,
@@ -41,14 +40,14 @@ class Renewal:
         answered); a failure is recorded (timed out: in doubt) and raised (VaultError)."""
         sent = self.clock()
         timeout = policy.request_timeout(self.settings.timeout, sent, entry.expires_at,
-                                         entry.timed_out) if renew \
-            else self.wait_timeout(entry, entry.expires_at)
+                                         self.ledger.soonest_end(sent), entry.timed_out) \
+            if renew else self.wait_timeout(entry)
         try:
             with self.signals:
                 answer, ttl = (renew(timeout), None) if renew else (None, lookup(timeout))
                 now = self.clock()  # the answer's time decides whether to believe it
                 if renew and not policy.renewal_trusted(entry.expires_at, now):
-                    timeout = self.wait_timeout(entry, entry.expires_at)
+                    timeout = self.wait_timeout(entry)
                     ttl = lookup(timeout)
                     log.info("%s: renewal answered %.1fs before its end: %s", what,
                              entry.expires_at - now, f"it lives {ttl:.0f}s" if ttl else "gone")

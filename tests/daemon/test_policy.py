@@ -229,10 +229,23 @@ def test_a_renewal_answered_late_is_not_believed_without_a_lookup(answered, trus
 
 
 def test_request_timeouts_never_outlast_the_expiry_they_race():
-    assert policy.request_timeout(10, NOW, NOW + 30) == 10
-    assert policy.request_timeout(10, NOW, NOW + 3) == 3
-    assert policy.request_timeout(10, NOW, NOW + 0.1) == policy.MIN_TIMEOUT
-    assert policy.request_timeout(10, NOW, None) == 10
+    """A renewal waits as long as its answer is useful: up to 3 x the default, and never past
+    the last margin of what it renews (it is then looked up, not sent again)."""
+    assert policy.request_timeout(10, NOW, NOW + 60) == 30
+    assert policy.request_timeout(10, NOW, NOW + 20) == 18
+    assert policy.request_timeout(10, NOW, NOW + 3) == 1
+    assert policy.request_timeout(10, NOW, NOW + 2.1) == policy.MIN_TIMEOUT
+    assert policy.request_timeout(10, NOW, None) == 30
+
+
+@pytest.mark.parametrize("deadline, soonest, expected", [
+    (NOW + 60, NOW + 60, 30),  # itself the soonest: its own last margin
+    (NOW + 60, NOW + 22, 20),  # something else ends first: back before its last margin
+    (NOW + 60, NOW + 5, 10),  # ... but never shorter than the default for that
+    (NOW + 8, NOW + 5, 6),  # its own end is the harder limit
+])
+def test_a_long_renewal_never_lets_something_else_die(deadline, soonest, expected):
+    assert policy.request_timeout(10, NOW, deadline, soonest) == pytest.approx(expected)
 
 
 def test_inside_the_last_margin_tokens_and_leases_are_replaced_not_renewed():
@@ -329,25 +342,23 @@ def test_fetches_and_logins_that_timed_out_wait_their_timeout():
     assert policy.login_failed(t, timeout(), NOW + 120, hi, n).at == pytest.approx(NOW + 150)
 
 
-@pytest.mark.parametrize("alive_until, soonest, expected", [
-    (NOW + 30, NOW + 30, 10),  # replacing something alive: the default
-    (None, None, 30),  # nothing alive to lose: 3 x the default
-    (NOW - 5, NOW + 100, 30),  # the old lease died: long
-    (NOW - 5, NOW + 20, 18),  # ... but not past another expiry (minus the last margin)
-    (NOW - 5, NOW + 3, 10),  # ... and never shorter than the default
+@pytest.mark.parametrize("soonest, expected", [
+    (None, 30),  # nothing held expires: 3 x the default
+    (NOW + 100, 30),
+    (NOW + 20, 18),  # not past an expiry (what it replaces included) minus the last margin
+    (NOW + 3, 10),  # ... and never shorter than the default
 ])
-def test_waits_are_long_only_when_nothing_is_left_to_lose(alive_until, soonest, expected):
-    assert policy.wait_timeout(10, NOW, alive_until, soonest) == pytest.approx(expected)
+def test_fetches_logins_and_lookups_wait_long_but_let_nothing_die(soonest, expected):
+    assert policy.wait_timeout(10, NOW, soonest) == pytest.approx(expected)
 
 
 def test_after_a_timeout_the_next_attempt_waits_twice_as_long():
     """So that the copy is the one still waiting when a frozen server wakes up."""
-    assert policy.wait_timeout(10, NOW, NOW + 30, None, timed_out=10) == 20
-    assert policy.wait_timeout(10, NOW, None, None, timed_out=30) == 60  # capped at 6 x
-    assert policy.wait_timeout(10, NOW, None, None, timed_out=60) == 60
-    assert policy.wait_timeout(10, NOW, None, NOW + 25, timed_out=30) == 23  # others first
-    assert policy.request_timeout(10, NOW, NOW + 60, timed_out=10) == 20
-    assert policy.request_timeout(10, NOW, NOW + 15, timed_out=10) == 15  # never past the end
+    assert policy.wait_timeout(10, NOW, None, timed_out=30) == 60  # capped at 6 x
+    assert policy.wait_timeout(10, NOW, None, timed_out=60) == 60
+    assert policy.wait_timeout(10, NOW, NOW + 25, timed_out=30) == 23  # others first
+    assert policy.request_timeout(10, NOW, NOW + 100, timed_out=30) == 60
+    assert policy.request_timeout(10, NOW, NOW + 15, timed_out=10) == 13  # never past the end
 
 
 # -- spreading a fleet that started together --------------------------------------------------
@@ -415,3 +426,17 @@ def test_the_ledger_knows_the_first_expiry_still_ahead():
     assert ledger.soonest_end(NOW) == NOW + 30
     assert ledger.soonest_end(NOW + 40) == NOW + 100  # the dead lease is nothing left to lose
 
+
+
+def test_a_renewal_that_times_out_is_followed_by_a_lookup_not_a_second_renewal():
+    """One request per lease at a frozen server: a renewal sent with 20 s left waits 18 s, to
+    the last margin; the lease is then looked up (the renewal may land), never renewed twice."""
+    s = secret(lease=60, renewable=True)
+    sent = NOW + 40
+    t = policy.request_timeout(10, sent, s.expires_at)
+    assert t == pytest.approx(18)
+    s.failed("timed out", sent + t, t)
+    s.in_doubt = policy.still_in_doubt(False, timeout())
+    plan = policy.lease_renewal_failed(s, timeout(), sent + t, hi)
+    assert plan.at == pytest.approx(sent + t)
+    assert policy.due(s, plan.at) == Act.CHECK
