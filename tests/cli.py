@@ -14,10 +14,11 @@ PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy")
 
 def _env(env: dict[str, str] | None) -> dict[str, str]:
     """The runner's environment without its RCONFD_, VAULT_ and proxy settings, then `env`.
-    RCONFD_STATE_DIR defaults to none: each test independent, unless it passes a state dir."""
+    RCONFD_STATE_DIR and RCONFD_STATUS_FILE default to none: each test independent, and
+    nothing written to the machine's /run, unless it passes its own."""
     full = {k: v for k, v in os.environ.items()
             if not k.startswith(("RCONFD_", "VAULT_")) and k.lower() not in PROXY_VARS}
-    full["RCONFD_STATE_DIR"] = "none"
+    full["RCONFD_STATE_DIR"] = full["RCONFD_STATUS_FILE"] = "none"
     full.update(env or {})
     full["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     return full

@@ -150,7 +150,8 @@ class Local:
             hook=False)
         self.out = tmp_path / "out" / "sub" / "f.txt"
         self.clock = Clock()
-        self.pipeline = Pipeline(Settings(dir=cfg, daemon=True, state_dir=None), clock=self.clock)
+        self.pipeline = Pipeline(Settings(dir=cfg, daemon=True, state_dir=None, status_file=None),
+                                 clock=self.clock)
         self.pipeline.first_pass()
         (self.t,) = self.pipeline.config.templates
         (self.ref,) = self.t.refs

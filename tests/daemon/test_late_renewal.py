@@ -21,7 +21,8 @@ def daemon(tmp_path: Path, vault_env: dict, clock) -> tuple[Daemon, object]:
         "local s = std.extVar('secrets'); { 'db.json': { user: s.db.username } }", {DB: "db"})},
         hook=False)
     flags = dict(zip(("url", "login_path", "token_path"), jwt(vault_env)[1::2]))
-    pipeline = Pipeline(Settings(dir=cfg, daemon=True, state_dir=None, **flags), clock=clock)
+    pipeline = Pipeline(Settings(dir=cfg, daemon=True, state_dir=None, status_file=None, **flags),
+                        clock=clock)
     pipeline.first_pass()
     d = Daemon(pipeline)
     d._schedule_all()
