@@ -36,6 +36,7 @@ FLEET_TTLS = Ttls(token_ttl="120s", token_max_ttl="300s", db_default_ttl="60s",
                   db_max_ttl="300s", pki_ttl="120s", pki_max_ttl="300s")
 FILES = ("kv.txt", "db.json", "cert.pem")
 DUP_WINDOW = 5.0  # seconds after the thaw in which a repeated request counts as a duplicate
+REPLACED_AT = 10.0  # seconds after the thaw: were the credentials replaced by then really dead?
 
 
 @dataclass
@@ -69,6 +70,8 @@ class FleetResult:
     errors: dict = field(default_factory=dict)  # error text (first 80 chars) → count, after
     duplicates_at_thaw: int = 0
     after_mint_failed: int = 0
+    replaced: int = 0  # rendered database users replaced in the REPLACED_AT s after the thaw
+    replaced_alive: int = 0  # ... whose old role was still valid REPLACED_AT s after the thaw
     marks: dict = field(default_factory=dict)  # epoch seconds: steady_from/to, freeze, thaw, end
 
 
@@ -167,6 +170,20 @@ def check_live(pg, outs: list[Path]) -> int:
     return sum(u not in live for u in users)
 
 
+def replaced_alive(pg, before: list[str | None], outs: list[Path]) -> tuple[int, int]:
+    """(How many daemons render another database user than `before`, how many of those old
+    users are still valid in PostgreSQL): a credential replaced while its lease still lived (a
+    renewal landed after all) stays valid; one that really expired was dropped by Vault."""
+    old = [b for b, o in zip(before, outs) if b and _user(o / "db.json") not in (None, b)]
+    names = sorted({u for u in old if u.replace("-", "").replace("_", "").isalnum()})
+    if not names:
+        return len(old), 0
+    quoted = ",".join(f"'{u}'" for u in names)
+    out = pg.psql(f"SELECT rolname FROM pg_roles WHERE rolname IN ({quoted}) "
+                  "AND (rolvaliduntil IS NULL OR rolvaliduntil > now())")
+    return len(old), len(set(out.split()))
+
+
 def _print(msg: str) -> None:
     print(msg, flush=True)
 
@@ -249,6 +266,7 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
             mem = [smaps_mb(p.pid) for p in procs]
             # freeze
             log(f"  {tool}: freezing the server {freeze:.0f} s ...")
+            before = [_user(o / "db.json") for o in outs]
             frozen = time.time()
             os.kill(stack.bao_pid, signal.SIGSTOP)
             try:
@@ -260,6 +278,7 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
             all_live = None
             a_checks = a_dead = 0
             next_slow = thaw
+            replaced = None
             # fast checks until all live, then one per second; bounded by `after` and a count
             for _ in range(int(after * 20) + 10):
                 now = time.time()
@@ -270,6 +289,8 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
                     dead_at_thaw = bad
                 if all_live is None and bad == 0:
                     all_live = time.time() - thaw
+                if replaced is None and now >= thaw + min(REPLACED_AT, after / 2):
+                    replaced = replaced_alive(stack.pg, before, outs)
                 if now >= next_slow:  # the 1 s samples count as checks
                     a_checks += n
                     a_dead += bad
@@ -317,6 +338,7 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
         after_minted=count(mints, thaw, t_end), after_checks=a_checks, after_dead=a_dead,
         after_rates=rates(req_t, thaw, t_end), errors=errors, duplicates_at_thaw=duplicates,
         after_mint_failed=sum(thaw <= t < t_end and p == tools.DB for t, p, _ in failed),
+        replaced=(replaced or (0, 0))[0], replaced_alive=(replaced or (0, 0))[1],
         marks={"steady_from": s0, "steady_to": s1, "freeze": frozen, "thaw": thaw, "end": t_end})
 
 
@@ -380,6 +402,8 @@ def table(results: dict[str, FleetResult]) -> list[str]:
          lambda x: f"{x.after_failed} of {x.after_requests}"),
         ("**database credential requests after the thaw (failed)**",
          lambda x: f"{x.after_minted} ({x.after_mint_failed})"),
+        (f"database users replaced in the {min(REPLACED_AT, r.after / 2):.0f} s after the thaw: "
+         "still valid then (replaced although alive) / all", lambda x: f"{x.replaced_alive} / {x.replaced}"),
         ((f"repeated requests in the {DUP_WINDOW:.0f} s after the thaw (same path, same lease "
           "or token)"), lambda x: str(x.duplicates_at_thaw)),
         ("requests/s after the thaw: mean / p99 / max / variance÷mean",

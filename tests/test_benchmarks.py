@@ -3,6 +3,9 @@ checks that both tools render the same job; it asserts no speed."""
 
 from __future__ import annotations
 
+import json
+import uuid
+
 from helpers import require, require_binaries
 
 from benchmarks import oneshot, report
@@ -74,12 +77,30 @@ def test_a_tiny_fleet_with_a_freeze_measures_both_tools(tmp_path):
         assert r.all_live_after is not None and r.all_live_after < 4
         assert r.steady_failed == 0 and r.after_minted == 0  # nothing expired in 2 s
         assert r.after_failed == 0 and r.duplicates_at_thaw == 0  # nothing timed out
+        assert (r.replaced, r.replaced_alive) == (0, 0)
         assert r.steady_rates["seconds"] == 3
     text = "\n".join(fleet.table(results))
     assert "| **all daemons live again after the thaw** |" in text and "bao agent" in text
     alone = fleet.table({"rconfd-py": results["rconfd-py"]})  # --fleet-tools rconfd-py
     assert "| | rconfd-py |" in alone and "|---|---|" in alone
     assert not any("bao agent" in line for line in alone)
+
+
+def test_replaced_credentials_are_told_apart_by_whether_their_role_still_lives(tmp_path, pg):
+    """A daemon whose database user changed after the thaw: the old role still valid means it
+    was replaced although alive; an expired or dropped one, that it really died."""
+    from benchmarks.fleet import replaced_alive
+
+    alive, expired = (f"fleet_{k}_{uuid.uuid4().hex[:8]}" for k in ("alive", "expired"))
+    pg.psql(f"CREATE ROLE {alive} VALID UNTIL 'infinity'; "
+            f"CREATE ROLE {expired} VALID UNTIL '2000-01-01'")
+    before = [alive, expired, "fleet_dropped", "fleet_same", None]
+    outs = []
+    for i, now in enumerate(["new1", "new2", "new3", "fleet_same", "new5"]):
+        (tmp_path / f"d{i}").mkdir()
+        (tmp_path / f"d{i}" / "db.json").write_text(json.dumps({"user": now}))
+        outs.append(tmp_path / f"d{i}")
+    assert replaced_alive(pg, before, outs) == (3, 1)
 
 
 def test_audit_rates_and_poisson_reference():

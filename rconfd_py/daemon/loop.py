@@ -295,9 +295,13 @@ class Daemon:
         entry = self.ledger.secrets.get(ref)
         if entry is None:
             return
-        act = policy.due(entry, self.clock())
+        now = self.clock()
+        act = policy.due(entry, now)
         if act == Act.REFETCH:
             self._refetch(ref)
+        elif act == Act.RENEW and (later := policy.renew_after_relogin(
+                entry, self.ledger.tokens.get(ref.role), now)) is not None:
+            self.plans.secret(entry, Plan(Act.RENEW, later))  # the re-login replaces it
         else:
             self._renew_lease(entry, check=act == Act.CHECK)
 

@@ -25,6 +25,8 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 |                                        | becomes a CHECK at the last margin)                  |
 | renewable lease fetched                | RENEW at 30-80 % of the lease, then 55-82 % of each  |
 |                                        | grant                                                |
+| lease renewal due, its token to log in | RENEW just after the re-login (which re-issues the   |
+| again before the lease's window ends   | lease), if that is still inside the window           |
 | non-renewable lease, PKI certificate   | REFETCH at 75-90 % of its lifetime                   |
 | static secret (kv, env, file, exe)     | nothing (or --poll)                                  |
 | fetch failed                           | REFETCH with backoff (transient) or 2 s doubling to  |
@@ -227,6 +229,26 @@ def lease_renewed(entry: SecretEntry, granted: float, now: float, rng: Rng,
     if leases.grant_is_short(entry.asked, granted):
         return Plan(Act.REFETCH, leases.refetch_at(now, start, granted, rng))
     return Plan(Act.RENEW, leases.renew_at(now, start, granted, rng))
+
+
+RELOGIN_GRACE = 1.0  # a renewal held back for a re-login is due this long after it
+
+
+def renew_after_relogin(entry: SecretEntry, token: TokenEntry | None, now: float
+                        ) -> float | None:
+    """A lease renewal falling due while the token that holds the lease is set to log in again
+    soon: the re-login re-issues every lease of the old token, so renewing this one would be
+    a request for a lease about to be replaced. Return when to renew it instead, just after
+    the re-login (in case that fails), if that still leaves the lease what a renewal at the end
+    of its window would; None: renew now."""
+    plan = token.next if token is not None else None
+    if plan is None or plan.act != Act.RELOGIN or entry.expires_at is None \
+            or entry.secret is None or entry.secret.accessor != token.token.accessor:
+        return None
+    at = max(now, plan.at) + RELOGIN_GRACE
+    latest = entry.expires_at - max(leases.RENEW_LEAD,
+                                    entry.asked * (1 - leases.RENEW_WINDOW[1]))
+    return at if at <= latest else None
 
 
 def lease_renewal_failed(entry: SecretEntry, e: RconfdError, now: float, rng: Rng) -> Plan:

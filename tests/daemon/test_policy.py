@@ -8,7 +8,7 @@ import pytest
 from rconfd_py.daemon import policy
 from rconfd_py.daemon.policy import Act
 from rconfd_py.errors import OutputError, SourceError, TemplateError, VaultError
-from rconfd_py.ledger import Ledger, SecretEntry, TokenEntry
+from rconfd_py.ledger import Ledger, Plan, SecretEntry, TokenEntry
 from rconfd_py.refs import parse_ref
 from rconfd_py.secret import Lease, Secret
 from rconfd_py.vault import leases
@@ -440,3 +440,28 @@ def test_a_renewal_that_times_out_is_followed_by_a_lookup_not_a_second_renewal()
     plan = policy.lease_renewal_failed(s, timeout(), sent + t, hi)
     assert plan.at == pytest.approx(sent + t)
     assert policy.due(s, plan.at) == Act.CHECK
+
+
+@pytest.mark.parametrize("relogin_in, expected", [
+    (10, 11),  # the re-login replaces the lease: renew only if it failed, 1 s after it
+    (28, 29),  # still inside the window (60 s lease: at the latest 10.8 s before its end)
+    (30, None),  # too close to the end: renew now
+    (-5, 1),  # a re-login overdue (being retried): right after the next attempt
+])
+def test_a_lease_renewal_waits_for_a_relogin_that_replaces_the_lease(relogin_in, expected):
+    s = secret(lease=60, renewable=True, at=NOW - 20)  # ends at NOW + 40
+    t = token(100)
+    t.next = Plan(Act.RELOGIN, NOW + relogin_in)
+    later = policy.renew_after_relogin(s, t, NOW)
+    assert later == (None if expected is None else pytest.approx(NOW + expected))
+
+
+def test_only_a_relogin_of_the_token_holding_the_lease_holds_its_renewal_back():
+    s = secret(lease=60, renewable=True, at=NOW - 20)
+    t = token(100)
+    t.next = Plan(Act.RENEW, NOW + 10)  # no re-login planned
+    assert policy.renew_after_relogin(s, t, NOW) is None
+    t.next = Plan(Act.RELOGIN, NOW + 10)
+    t.token = Token("r", "s.other", "other-accessor", 100, True, NOW)  # another token's lease
+    assert policy.renew_after_relogin(s, t, NOW) is None
+    assert policy.renew_after_relogin(s, None, NOW) is None
