@@ -229,11 +229,12 @@ class Ledger:
     def leased(self) -> list[SecretEntry]:
         return [e for e in self.secrets.values() if e.secret is not None and e.leased]
 
-    def soonest_end(self, now: float) -> float | None:
-        """The first expiry still ahead among the tokens and leased secrets held: how long the
-        daemon may wait on one request without letting something else die."""
+    def soonest_end(self, now: float, but: object = None) -> float | None:
+        """The first expiry still ahead among the tokens and leased secrets held, `but` (the
+        entry a request is for) aside: how long the daemon may wait on one request without
+        letting something else die."""
         ends = [e.expires_at for e in (*self.tokens.values(), *self.secrets.values())
-                if e.expires_at is not None and e.expires_at > now]
+                if e is not but and e.expires_at is not None and e.expires_at > now]
         return min(ends, default=None)
 
     def held_leases(self) -> dict[str, SecretEntry]:

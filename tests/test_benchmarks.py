@@ -77,8 +77,9 @@ def test_a_tiny_fleet_with_a_freeze_measures_both_tools(tmp_path):
         assert r.all_live_after is not None and r.all_live_after < 4
         assert r.steady_failed == 0 and r.after_minted == 0  # nothing expired in 2 s
         assert r.after_failed == 0 and r.duplicates_at_thaw == 0  # nothing timed out
-        assert (r.replaced, r.replaced_alive) == (0, 0)
+        assert (r.replaced, r.replaced_alive) == (0, 0)  # sampled: none replaced
         assert r.steady_rates["seconds"] == 3
+        assert r.steady_first5 == r.steady_requests == sum(r.steady_paths.values())
     text = "\n".join(fleet.table(results))
     assert "| **all daemons live again after the thaw** |" in text and "bao agent" in text
     alone = fleet.table({"rconfd-py": results["rconfd-py"]})  # --fleet-tools rconfd-py
@@ -101,6 +102,7 @@ def test_replaced_credentials_are_told_apart_by_whether_their_role_still_lives(t
         (tmp_path / f"d{i}" / "db.json").write_text(json.dumps({"user": now}))
         outs.append(tmp_path / f"d{i}")
     assert replaced_alive(pg, before, outs) == (3, 1)
+    assert replaced_alive(pg, [None, "x;drop", None, "fleet_same", None], outs) == (0, 0)
 
 
 def test_audit_rates_and_poisson_reference():

@@ -300,7 +300,8 @@ class Daemon:
         if act == Act.REFETCH:
             self._refetch(ref)
         elif act == Act.RENEW and (later := policy.renew_after_relogin(
-                entry, self.ledger.tokens.get(ref.role), now)) is not None:
+                entry, self.ledger.tokens.get(ref.role), now,
+                self.pipeline.tokens.supplied is not None)) is not None:
             self.plans.secret(entry, Plan(Act.RENEW, later))  # the re-login replaces it
         else:
             self._renew_lease(entry, check=act == Act.CHECK)
@@ -367,7 +368,9 @@ class Daemon:
         if errors:
             e = errors[ref]
             self.outage.failed(str(ref), e)
-            if ref.backend == "vault" and policy.relogin_after_fetch_error(e):
+            if ref.backend == "vault" and policy.relogin_after_fetch_error(
+                    e, self.ledger.tokens.get(ref.role),
+                    entry.error_since if entry is not None else None):
                 self.plans.role(ref.role, Plan(Act.RELOGIN, now))  # the token may be gone
             if entry is not None:
                 entry.failed(str(e), now, policy.timed_out(e, timeout))

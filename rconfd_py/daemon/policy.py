@@ -26,20 +26,23 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 | renewable lease fetched                | RENEW at 30-80 % of the lease, then 55-82 % of each  |
 |                                        | grant                                                |
 | lease renewal due, its token to log in | RENEW just after the re-login (which re-issues the   |
-| again before the lease's window ends   | lease), if that is still inside the window           |
+| again before the lease's window ends   | lease), if that is still inside the window; not for  |
+|                                        | supplied or batch tokens, nor an overdue re-login    |
 | non-renewable lease, PKI certificate   | REFETCH at 75-90 % of its lifetime                   |
 | static secret (kv, env, file, exe)     | nothing (or --poll)                                  |
 | fetch failed                           | REFETCH with backoff (transient) or 2 s doubling to  |
-|                                        | 60 s (needs an operator); a 403 also RELOGINs        |
+|                                        | 60 s (needs an operator); a 403 also RELOGINs, once  |
+|                                        | per streak of denials                                |
 | a new credential minted too soon       | WAIT until the rate limit allows it                  |
 | a template's render or write failed    | RENDER with backoff racing its files' expiry (writes)|
 |                                        | or 2 s doubling to 60 s (templates)                  |
 
 Request timeouts: every request waits up to 3 x --timeout for its answer, so that a slow or
 frozen server holds one request per lease or token, not one per retry; a renewal never past
-the last margin of the expiry it races (then a CHECK, not a second renewal); and no request,
-beyond --timeout, past the last margin before anything else held expires. After a timeout the
-next attempt's timeout is doubled (up to 6 x --timeout, within the same limits).
+the expiry it races (then a CHECK, not a second renewal); and no request, beyond --timeout,
+so long that whatever else ends first no longer has one --timeout request before its last
+margin. After a timeout the next attempt's timeout is doubled (up to 6 x --timeout, within the
+same limits).
 """
 
 from __future__ import annotations
@@ -65,18 +68,26 @@ def _doubled(base: float, default: float, timed_out: float) -> float:
     return max(base, min(2 * timed_out, 2 * LONG_TIMEOUT * default))
 
 
+def _others_cap(longest: float, default: float, now: float, soonest: float | None) -> float:
+    """A wait longer than the default ends in time for one default-length request before the
+    last margin of `soonest`, the first end of anything else the daemon holds: the loop is
+    single-threaded, and what ends first must still be renewable when the wait is over."""
+    if soonest is None:
+        return longest
+    return min(longest, max(default, soonest - LAST_MARGIN - default - now))
+
+
 def request_timeout(default: float, now: float, deadline: float | None,
                     soonest: float | None = None, timed_out: float = 0.0) -> float:
     """A renewal's timeout: as long as its answer is useful, so that a slow or frozen server
     has one request per lease queued, not one per retry: up to LONG_TIMEOUT x the default
-    (doubled after a timeout), but never past LAST_MARGIN before the expiry it races (the lease
-    or token is then looked up, not renewed again), nor, beyond the default, past LAST_MARGIN
-    before `soonest`, the first expiry of anything the daemon holds."""
-    longest = _doubled(default * LONG_TIMEOUT, default, timed_out)
-    if soonest is not None:
-        longest = min(longest, max(default, soonest - LAST_MARGIN - now))
+    (doubled after a timeout), never past the expiry it races (the lease or token is then
+    looked up, not renewed again), and beyond the default in time for what else ends first
+    (`soonest`, see _others_cap)."""
+    longest = _others_cap(_doubled(default * LONG_TIMEOUT, default, timed_out), default, now,
+                          soonest)
     if deadline is not None:
-        longest = min(longest, deadline - LAST_MARGIN - now)
+        longest = min(longest, deadline - now)
     return max(MIN_TIMEOUT, longest)
 
 
@@ -84,13 +95,10 @@ def wait_timeout(default: float, now: float, soonest: float | None,
                  timed_out: float = 0.0) -> float:
     """The timeout of a fetch, login or lookup: long (LONG_TIMEOUT x default, doubled after a
     timeout), since a request the client gave up on may still be processed by a slow or frozen
-    server and every retry would queue behind it; but never past LAST_MARGIN before `soonest`,
-    the first expiry of anything held (what it replaces included, while that lives), nor
-    shorter than the default."""
-    longest = _doubled(default * LONG_TIMEOUT, default, timed_out)
-    if soonest is not None:
-        longest = min(longest, soonest - LAST_MARGIN - now)
-    return max(default, longest)
+    server and every retry would queue behind it; beyond the default, in time for what else
+    ends first (`soonest`, see _others_cap)."""
+    return _others_cap(_doubled(default * LONG_TIMEOUT, default, timed_out), default, now,
+                       soonest)
 
 
 def not_before(entry: TokenEntry | SecretEntry, when: float, now: float,
@@ -234,16 +242,19 @@ def lease_renewed(entry: SecretEntry, granted: float, now: float, rng: Rng,
 RELOGIN_GRACE = 1.0  # a renewal held back for a re-login is due this long after it
 
 
-def renew_after_relogin(entry: SecretEntry, token: TokenEntry | None, now: float
-                        ) -> float | None:
+def renew_after_relogin(entry: SecretEntry, token: TokenEntry | None, now: float,
+                        supplied: bool = False) -> float | None:
     """A lease renewal falling due while the token that holds the lease is set to log in again
     soon: the re-login re-issues every lease of the old token, so renewing this one would be
     a request for a lease about to be replaced. Return when to renew it instead, just after
     the re-login (in case that fails), if that still leaves the lease what a renewal at the end
-    of its window would; None: renew now."""
+    of its window would; None: renew now. Not for a supplied token (its "re-login" re-reads
+    the same token and re-issues nothing), a token without accessor (batch), nor a re-login
+    already overdue (it is failing, or its plan is stale)."""
     plan = token.next if token is not None else None
-    if plan is None or plan.act != Act.RELOGIN or entry.expires_at is None \
-            or entry.secret is None or entry.secret.accessor != token.token.accessor:
+    if plan is None or plan.act != Act.RELOGIN or plan.at < now or supplied \
+            or entry.expires_at is None or entry.secret is None \
+            or not entry.secret.accessor or entry.secret.accessor != token.token.accessor:
         return None
     at = max(now, plan.at) + RELOGIN_GRACE
     latest = entry.expires_at - max(leases.RENEW_LEAD,
@@ -315,9 +326,15 @@ def fetch_failed(entry: SecretEntry, e: RconfdError, now: float, rng: Rng) -> Pl
                                         now))
 
 
-def relogin_after_fetch_error(e: RconfdError) -> bool:
-    """A 403 on a secret: the token may be gone (revoked, expired during an outage)."""
-    return isinstance(e, VaultError) and e.status == 403
+def relogin_after_fetch_error(e: RconfdError, token: TokenEntry | None = None,
+                              denied_since: float | None = None) -> bool:
+    """A 403 on a secret: the token may be gone (revoked, expired during an outage), so log in
+    again; but only with a token older than the first failure of this streak (`denied_since`):
+    a fresh token denied as well means a policy denial, and logging in again at every retry
+    would re-issue every lease of the role each time."""
+    if not (isinstance(e, VaultError) and e.status == 403):
+        return False
+    return token is None or denied_since is None or token.token.issued_at < denied_since
 
 
 # -- templates -------------------------------------------------------------------------------

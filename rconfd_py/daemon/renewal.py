@@ -29,7 +29,8 @@ class Renewal:
         """The timeout of a fetch, login or lookup replacing (or checking) `entry`
         (policy.wait_timeout)."""
         now = self.clock()
-        return policy.wait_timeout(self.settings.timeout, now, self.ledger.soonest_end(now),
+        return policy.wait_timeout(self.settings.timeout, now,
+                                   self.ledger.soonest_end(now, but=entry),
                                    entry.timed_out if entry is not None else 0.0)
 
     def send(self, entry, what: str, renew: Callable | None, lookup: Callable,
@@ -40,7 +41,8 @@ class Renewal:
         answered); a failure is recorded (timed out: in doubt) and raised (VaultError)."""
         sent = self.clock()
         timeout = policy.request_timeout(self.settings.timeout, sent, entry.expires_at,
-                                         self.ledger.soonest_end(sent), entry.timed_out) \
+                                         self.ledger.soonest_end(sent, but=entry),
+                                         entry.timed_out) \
             if renew else self.wait_timeout(entry)
         try:
             with self.signals:

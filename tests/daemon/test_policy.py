@@ -230,19 +230,21 @@ def test_a_renewal_answered_late_is_not_believed_without_a_lookup(answered, trus
 
 def test_request_timeouts_never_outlast_the_expiry_they_race():
     """A renewal waits as long as its answer is useful: up to 3 x the default, and never past
-    the last margin of what it renews (it is then looked up, not sent again)."""
+    the expiry it races (it is then looked up, not sent again)."""
     assert policy.request_timeout(10, NOW, NOW + 60) == 30
-    assert policy.request_timeout(10, NOW, NOW + 20) == 18
-    assert policy.request_timeout(10, NOW, NOW + 3) == 1
-    assert policy.request_timeout(10, NOW, NOW + 2.1) == policy.MIN_TIMEOUT
+    assert policy.request_timeout(10, NOW, NOW + 20) == 20
+    assert policy.request_timeout(10, NOW, NOW + 3) == 3
+    assert policy.request_timeout(10, NOW, NOW + 0.1) == policy.MIN_TIMEOUT
     assert policy.request_timeout(10, NOW, None) == 30
 
 
 @pytest.mark.parametrize("deadline, soonest, expected", [
-    (NOW + 60, NOW + 60, 30),  # itself the soonest: its own last margin
-    (NOW + 60, NOW + 22, 20),  # something else ends first: back before its last margin
+    (NOW + 60, None, 30),  # nothing else held ends
+    (NOW + 60, NOW + 42, 30),
+    (NOW + 60, NOW + 32, 20),  # something else ends first: back in time to renew it (10 s
+    #                            before its last margin)
     (NOW + 60, NOW + 5, 10),  # ... but never shorter than the default for that
-    (NOW + 8, NOW + 5, 6),  # its own end is the harder limit
+    (NOW + 8, NOW + 5, 8),  # its own end is the harder limit
 ])
 def test_a_long_renewal_never_lets_something_else_die(deadline, soonest, expected):
     assert policy.request_timeout(10, NOW, deadline, soonest) == pytest.approx(expected)
@@ -343,9 +345,9 @@ def test_fetches_and_logins_that_timed_out_wait_their_timeout():
 
 
 @pytest.mark.parametrize("soonest, expected", [
-    (None, 30),  # nothing held expires: 3 x the default
+    (None, 30),  # nothing else held expires: 3 x the default
     (NOW + 100, 30),
-    (NOW + 20, 18),  # not past an expiry (what it replaces included) minus the last margin
+    (NOW + 30, 18),  # back in time to renew what ends first (the default before its margin)
     (NOW + 3, 10),  # ... and never shorter than the default
 ])
 def test_fetches_logins_and_lookups_wait_long_but_let_nothing_die(soonest, expected):
@@ -356,9 +358,9 @@ def test_after_a_timeout_the_next_attempt_waits_twice_as_long():
     """So that the copy is the one still waiting when a frozen server wakes up."""
     assert policy.wait_timeout(10, NOW, None, timed_out=30) == 60  # capped at 6 x
     assert policy.wait_timeout(10, NOW, None, timed_out=60) == 60
-    assert policy.wait_timeout(10, NOW, NOW + 25, timed_out=30) == 23  # others first
+    assert policy.wait_timeout(10, NOW, NOW + 37, timed_out=30) == 25  # others first
     assert policy.request_timeout(10, NOW, NOW + 100, timed_out=30) == 60
-    assert policy.request_timeout(10, NOW, NOW + 15, timed_out=10) == 13  # never past the end
+    assert policy.request_timeout(10, NOW, NOW + 15, timed_out=10) == 15  # never past the end
 
 
 # -- spreading a fleet that started together --------------------------------------------------
@@ -429,12 +431,12 @@ def test_the_ledger_knows_the_first_expiry_still_ahead():
 
 
 def test_a_renewal_that_times_out_is_followed_by_a_lookup_not_a_second_renewal():
-    """One request per lease at a frozen server: a renewal sent with 20 s left waits 18 s, to
-    the last margin; the lease is then looked up (the renewal may land), never renewed twice."""
+    """One request per lease at a frozen server: a renewal sent with 20 s left waits 20 s, to
+    its end; the lease is then looked up (the renewal may land), never renewed twice."""
     s = secret(lease=60, renewable=True)
     sent = NOW + 40
     t = policy.request_timeout(10, sent, s.expires_at)
-    assert t == pytest.approx(18)
+    assert t == pytest.approx(20)
     s.failed("timed out", sent + t, t)
     s.in_doubt = policy.still_in_doubt(False, timeout())
     plan = policy.lease_renewal_failed(s, timeout(), sent + t, hi)
@@ -446,7 +448,7 @@ def test_a_renewal_that_times_out_is_followed_by_a_lookup_not_a_second_renewal()
     (10, 11),  # the re-login replaces the lease: renew only if it failed, 1 s after it
     (28, 29),  # still inside the window (60 s lease: at the latest 10.8 s before its end)
     (30, None),  # too close to the end: renew now
-    (-5, 1),  # a re-login overdue (being retried): right after the next attempt
+    (-5, None),  # a re-login overdue (failing, or a stale plan): renew now
 ])
 def test_a_lease_renewal_waits_for_a_relogin_that_replaces_the_lease(relogin_in, expected):
     s = secret(lease=60, renewable=True, at=NOW - 20)  # ends at NOW + 40
@@ -465,3 +467,24 @@ def test_only_a_relogin_of_the_token_holding_the_lease_holds_its_renewal_back():
     t.token = Token("r", "s.other", "other-accessor", 100, True, NOW)  # another token's lease
     assert policy.renew_after_relogin(s, t, NOW) is None
     assert policy.renew_after_relogin(s, None, NOW) is None
+    t.token = Token("r", "s.tok", "acc", 100, True, NOW)
+    assert policy.renew_after_relogin(s, t, NOW) == pytest.approx(NOW + 11)
+    assert policy.renew_after_relogin(s, t, NOW, supplied=True) is None  # re-issues nothing
+    batch = secret(lease=60, renewable=True, at=NOW - 20)
+    batch.secret = batch.secret._replace(accessor="")
+    t.token = Token("r", "b.tok", "", 100, True, NOW)  # a batch token: no accessor
+    assert policy.renew_after_relogin(batch, t, NOW) is None
+
+
+def test_a_403_logs_in_again_once_per_streak_not_at_every_retry():
+    """A token older than the first denial may be gone: log in again. A token issued after it
+    and denied too: a policy denial, and another login would re-issue the role's leases."""
+    s = secret(lease=60, renewable=True)
+    t = token(100, issued_at=NOW - 50)
+    assert policy.relogin_after_fetch_error(fails(403), t, None)  # the first denial
+    s.failed("HTTP 403", NOW)
+    assert policy.relogin_after_fetch_error(fails(403), t, s.error_since)  # token from before
+    t = token(100, issued_at=NOW + 1)  # the re-login it caused
+    s.failed("HTTP 403", NOW + 2)
+    assert not policy.relogin_after_fetch_error(fails(403), t, s.error_since)
+    assert not policy.relogin_after_fetch_error(fails(503), None, None)

@@ -1,20 +1,27 @@
-"""A lease renewal that falls due just before its token logs in again (the re-login that a
-token's max TTL forces re-issues every lease of the old token) is held back until after the
-re-login, which replaces the lease: one request saved per lease and re-login. Against the real
-OpenBao and PostgreSQL."""
+"""Re-logins that re-issue leases, and the requests around them: a lease renewal that falls due
+just before its token logs in again (the re-login that a token's max TTL forces re-issues every
+lease of the old token) is held back until after the re-login, which replaces the lease; a
+path denied by policy logs in again once, not at every retry. Against the real OpenBao and
+PostgreSQL."""
 
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from helpers import audit_request_paths
-from test_daemon import read_json, role_valid
+from test_daemon import DB, jwt, read_json, role_valid, setup
 from test_late_renewal import daemon
 
 from rconfd_py.daemon import policy
+from rconfd_py.daemon.loop import Daemon
 from rconfd_py.daemon.policy import Act
+from rconfd_py.dev.seed import POLICY_HCL, POLICY_NAME, seed_policy
 from rconfd_py.ledger import Plan
+from rconfd_py.pipeline import Pipeline
+from rconfd_py.refs import parse_ref
+from rconfd_py.settings import Settings
 
 
 def test_a_renewal_due_before_its_tokens_relogin_waits_and_the_relogin_replaces_it(
@@ -49,3 +56,37 @@ def test_a_renewal_is_not_held_back_when_the_relogin_comes_too_late(tmp_path, va
     d._secret_due(entry.ref)
     assert audit_request_paths(stack.audit_log)[seen:].count("sys/leases/renew") == 1
     assert d.ledger.secrets[entry.ref].lease_id == lease_id
+
+
+def test_a_path_denied_by_policy_logs_in_again_once_not_at_every_retry(tmp_path, vault_env, pg,
+                                                                        stack):
+    """A 403 may mean the token is gone, so the role logs in again (re-issuing its leases);
+    but when the fresh token is denied too, it is the policy: the retries go on without a
+    login each, which would mint every credential of the role again each time."""
+    path = f"denied-{uuid.uuid4().hex[:8]}"
+    client = stack.client()
+    client.secrets.kv.v2.create_or_update_secret(path=path, secret={"v": "x"}, mount_point="kv")
+    kv = f"vault:test-role:kv/data/{path}"
+    cfg = setup(tmp_path, {"t.jsonnet": (
+        "local s = std.extVar('secrets'); { 'o.json': { u: s.db.username, v: s.kv.data.v } }",
+        {DB: "db", kv: "kv"})}, hook=False)
+    flags = dict(zip(("url", "login_path", "token_path"), jwt(vault_env)[1::2]))
+    pipeline = Pipeline(Settings(dir=cfg, daemon=True, state_dir=None, status_file=None, **flags))
+    pipeline.first_pass()
+    d = Daemon(pipeline)
+    d._schedule_all()
+    ref = parse_ref(kv)
+    deny = f'path "kv/data/{path}" {{ capabilities = ["deny"] }}\n'
+    client.sys.create_or_update_policy(name=POLICY_NAME, policy=POLICY_HCL + deny)
+    try:
+        seen = len(audit_request_paths(stack.audit_log))
+        for _ in range(4):  # the retries of the denied path
+            d._refetch(ref)
+            plan = d.ledger.tokens[ref.role].next
+            if plan.act == Act.RELOGIN and plan.at <= time.time():
+                d._token_due(ref.role)
+        paths = audit_request_paths(stack.audit_log)[seen:]
+        assert paths.count(f"kv/data/{path}") == 4
+        assert paths.count("auth/jwt/login") == 1 and paths.count("database/creds/mydb") == 1
+    finally:
+        seed_policy(client)
