@@ -70,8 +70,10 @@ class FleetResult:
     errors: dict = field(default_factory=dict)  # error text (first 80 chars) → count, after
     duplicates_at_thaw: int = 0
     after_mint_failed: int = 0
-    replaced: int = 0  # rendered database users replaced in the REPLACED_AT s after the thaw
-    replaced_alive: int = 0  # ... whose old role was still valid REPLACED_AT s after the thaw
+    steady_first5: int = 0  # requests in the first 300 s of the steady window
+    steady_paths: dict = field(default_factory=dict)  # path → requests in the steady window
+    replaced: int | None = None  # database users replaced REPLACED_AT s after the thaw (None:
+    replaced_alive: int | None = None  # not sampled); ... whose old role was still valid then
     marks: dict = field(default_factory=dict)  # epoch seconds: steady_from/to, freeze, thaw, end
 
 
@@ -170,15 +172,29 @@ def check_live(pg, outs: list[Path]) -> int:
     return sum(u not in live for u in users)
 
 
+def by_path(requests: list[tuple[float, str, str]], t0: float, t1: float) -> dict[str, int]:
+    """Requests in [t0, t1) per path."""
+    counts: dict[str, int] = {}
+    for t, path, _ in requests:
+        if t0 <= t < t1:
+            counts[path] = counts.get(path, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _valid_name(user: str | None) -> bool:
+    return bool(user) and user.replace("-", "").replace("_", "").isalnum()
+
+
 def replaced_alive(pg, before: list[str | None], outs: list[Path]) -> tuple[int, int]:
     """(How many daemons render another database user than `before`, how many of those old
     users are still valid in PostgreSQL): a credential replaced while its lease still lived (a
-    renewal landed after all) stays valid; one that really expired was dropped by Vault."""
-    old = [b for b, o in zip(before, outs) if b and _user(o / "db.json") not in (None, b)]
-    names = sorted({u for u in old if u.replace("-", "").replace("_", "").isalnum()})
-    if not names:
-        return len(old), 0
-    quoted = ",".join(f"'{u}'" for u in names)
+    renewal landed after all, or a planned re-issue at a re-login) stays valid; one that really
+    expired was dropped by Vault."""
+    old = sorted({b for b, o in zip(before, outs, strict=True)
+                  if _valid_name(b) and _user(o / "db.json") not in (None, b)})
+    if not old:
+        return 0, 0
+    quoted = ",".join(f"'{u}'" for u in old)
     out = pg.psql(f"SELECT rolname FROM pg_roles WHERE rolname IN ({quoted}) "
                   "AND (rolvaliduntil IS NULL OR rolvaliduntil > now())")
     return len(old), len(set(out.split()))
@@ -338,7 +354,9 @@ def run_tool(tool: str, work: Path, n: int, steady: float, freeze: float, after:
         after_minted=count(mints, thaw, t_end), after_checks=a_checks, after_dead=a_dead,
         after_rates=rates(req_t, thaw, t_end), errors=errors, duplicates_at_thaw=duplicates,
         after_mint_failed=sum(thaw <= t < t_end and p == tools.DB for t, p, _ in failed),
-        replaced=(replaced or (0, 0))[0], replaced_alive=(replaced or (0, 0))[1],
+        replaced=replaced[0] if replaced else None,
+        replaced_alive=replaced[1] if replaced else None,
+        steady_first5=count(req_t, s0, min(s1, s0 + 300)), steady_paths=by_path(requests, s0, s1),
         marks={"steady_from": s0, "steady_to": s1, "freeze": frozen, "thaw": thaw, "end": t_end})
 
 
@@ -377,6 +395,11 @@ def table(results: dict[str, FleetResult]) -> list[str]:
     def live(x):
         return "not within the window" if x.all_live_after is None else f"{x.all_live_after:.1f} s"
 
+    def replaced(x):
+        if x.replaced is None:
+            return "not sampled"
+        return f"{x.replaced_alive} / {x.replaced} (at {min(REPLACED_AT, x.after / 2):.0f} s)"
+
     def rate(x, w):
         s = getattr(x, w)
         return (f"{s['mean']:.2f} / {s['p99']} / {s['max']} / {s['vmr']:.1f} "
@@ -390,6 +413,8 @@ def table(results: dict[str, FleetResult]) -> list[str]:
         ("requests/s steady: mean / p99 / max / variance÷mean", lambda x: rate(x, "steady_rates")),
         ("requests per daemon per 5 min (steady)",
          lambda x: f"{x.steady_requests / x.n * 300 / x.steady:.1f}"),
+        ("... in the first 5 min of the steady window only",
+         lambda x: f"{x.steady_first5 / x.n * 300 / min(300, x.steady):.1f}"),
         ("failed requests (steady)", lambda x: str(x.steady_failed)),
         ("database credentials minted (steady)", lambda x: str(x.steady_minted)),
         ("dead rendered credentials (steady checks)",
@@ -402,8 +427,8 @@ def table(results: dict[str, FleetResult]) -> list[str]:
          lambda x: f"{x.after_failed} of {x.after_requests}"),
         ("**database credential requests after the thaw (failed)**",
          lambda x: f"{x.after_minted} ({x.after_mint_failed})"),
-        (f"database users replaced in the {min(REPLACED_AT, r.after / 2):.0f} s after the thaw: "
-         "still valid then (replaced although alive) / all", lambda x: f"{x.replaced_alive} / {x.replaced}"),
+        ("database users replaced soon after the thaw: still valid then (replaced although "
+         "alive, planned re-issues included) / all", replaced),
         ((f"repeated requests in the {DUP_WINDOW:.0f} s after the thaw (same path, same lease "
           "or token)"), lambda x: str(x.duplicates_at_thaw)),
         ("requests/s after the thaw: mean / p99 / max / variance÷mean",
@@ -417,6 +442,9 @@ def table(results: dict[str, FleetResult]) -> list[str]:
              "| | " + " | ".join(x.tool for x in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += ["| " + " | ".join([label, *(get(x) for x in cols)]) + " |" for label, get in rows]
     for x in cols:
+        if x.steady_paths:
+            lines += ["", f"Steady requests per daemon per 5 min by path, {x.tool}: " + "; ".join(
+                f"{k} {v / x.n * 300 / x.steady:.2f}" for k, v in x.steady_paths.items())]
         if x.errors:
             lines += ["", f"Errors after the thaw, {x.tool}: " + "; ".join(
                 f"{k} ×{v}" for k, v in sorted(x.errors.items(), key=lambda kv: -kv[1])[:6])]
