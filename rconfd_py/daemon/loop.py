@@ -171,9 +171,23 @@ class Daemon:
                 return
 
     def _dispatch(self, key: Timer) -> None:
+        if key.kind in (Kind.TOKEN, Kind.SECRET) and self._knocked(key):
+            return
         if self._guard(key.subject, self._handlers[key.kind]) and key.kind in (
                 Kind.TOKEN, Kind.SECRET, Kind.RENDER) and key not in self.timers:
             self.timers.set(key, self.clock() + policy.PERMANENT_CAP)  # never lose a timer
+
+    def _knocked(self, key: Timer) -> bool:
+        """True if Vault gave no answer to the probe before this request (outage.knock): the
+        request waits, its timer set again."""
+        if not self.outage.silent or (key.kind == Kind.SECRET and key.subject.backend != "vault"):
+            return False
+        with self.signals:
+            wait = self.outage.knock(self.pipeline.tokens.client, self.renewal.wait_timeout(),
+                                     self.rng)
+        if wait is not None:
+            self.timers.set(key, self.clock() + wait)
+        return wait is not None
 
     def _guard(self, subject: object, handler: Callable) -> bool:
         """Run a handler; never exit on an error: log it, the timers go on. True if it

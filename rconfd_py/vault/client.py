@@ -21,6 +21,7 @@ from ..errors import ConfigError, VaultError
 from .http import HTTPClient, TransportError, tls_context
 
 MAX_ERROR = 300  # characters of Vault's error text kept in a message
+HEALTH_PARAMS = {"standbyok": "true", "perfstandbyok": "true"}  # 200 from a standby too
 
 # POST/PUT paths safe to send again after a dropped keep-alive connection: they renew, look up
 # or revoke, never mint (a login, pki/issue, database/creds would mint twice)
@@ -103,6 +104,16 @@ class VaultClient:
     @timeout.setter
     def timeout(self, seconds: float) -> None:
         self._http.timeout = seconds
+
+    def answers(self, timeout: float) -> None:
+        """GET sys/health, which Vault never audits and which changes nothing: return if Vault
+        answers at all (any status: sealed, standby and uninitialised nodes answer too); raise
+        VaultError (status 0, timed_out if it waited in vain) if it gives no answer."""
+        try:
+            self.request("GET", "sys/health", timeout=timeout, params=HEALTH_PARAMS)
+        except VaultError as e:
+            if e.status == 0:
+                raise
 
     def request(self, method: str, path: str, *, token: str | None = None,
                 body: dict | None = None, params: dict | None = None,

@@ -16,6 +16,7 @@ from test_daemon import DB, jwt, read_json, role_valid, setup
 from rconfd_py.daemon import policy
 from rconfd_py.daemon.loop import Daemon
 from rconfd_py.daemon.policy import Act
+from rconfd_py.daemon.timers import Kind, Timer
 from rconfd_py.pipeline import Pipeline
 from rconfd_py.settings import Settings
 
@@ -85,3 +86,31 @@ def test_a_renewal_that_timed_out_on_a_lease_now_gone_fetches_a_new_one(tmp_path
     d.rerender.flush()
     fresh = read_json(tmp_path / "out" / "db.json")["user"]
     assert fresh != user and role_valid(pg, fresh) and not role_valid(pg, user)
+
+
+def test_while_vault_gives_no_answer_only_an_unaudited_probe_waits_at_the_server(
+        tmp_path, vault_env, pg, stack):
+    """A frozen server: the first request that finds it frozen is the only real one queued
+    there; the next request due is held back behind a sys/health probe (never audited), and
+    sent once the server answers the probe again."""
+    d, entry = daemon(tmp_path, vault_env)
+    role = entry.ref.role
+    seen = len(audit_request_paths(stack.audit_log))
+    token_key = Timer(Kind.TOKEN, role)
+    d.timers.cancel(token_key)
+    os.kill(stack.bao_pid, signal.SIGSTOP)
+    try:
+        d._dispatch(Timer(Kind.SECRET, entry.ref))  # the lease's renewal: no answer in time
+        assert entry.in_doubt and d.outage.silent
+        waited = time.time()
+        d._dispatch(token_key)  # the token's renewal falls due: a probe first, unanswered
+        assert time.time() - waited >= TIMEOUT  # it waited for the probe's answer
+        assert d.outage.knocks == 1 and token_key in d.timers  # held back, due again at once
+    finally:
+        os.kill(stack.bao_pid, signal.SIGCONT)
+    time.sleep(0.5)  # the server processes what was queued
+    assert audit_request_paths(stack.audit_log)[seen:] == ["sys/leases/renew"]
+    d._dispatch(token_key)  # the probe is answered now: the renewal goes
+    assert audit_request_paths(stack.audit_log)[seen:] == ["sys/leases/renew",
+                                                           "auth/token/renew-self"]
+    assert not d.outage.silent and d.outage.knocks == 0
