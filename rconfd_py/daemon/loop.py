@@ -179,15 +179,14 @@ class Daemon:
 
     def _knocked(self, key: Timer) -> bool:
         """True if Vault gave no answer to the probe before this request (outage.knock): the
-        request waits, its timer set again."""
+        request is held back, its timer due again at once."""
         if not self.outage.silent or (key.kind == Kind.SECRET and key.subject.backend != "vault"):
             return False
         with self.signals:
-            wait = self.outage.knock(self.pipeline.tokens.client, self.renewal.wait_timeout(),
-                                     self.rng)
-        if wait is not None:
-            self.timers.set(key, self.clock() + wait)
-        return wait is not None
+            held = self.outage.knock(self.pipeline.tokens.client, self.renewal.wait_timeout())
+        if held:
+            self.timers.set(key, self.clock())
+        return held
 
     def _guard(self, subject: object, handler: Callable) -> bool:
         """Run a handler; never exit on an error: log it, the timers go on. True if it
@@ -390,7 +389,8 @@ class Daemon:
                 entry.failed(str(e), now, policy.timed_out(e, timeout))
                 self.plans.secret(entry, policy.fetch_failed(entry, e, now, self.rng))
             return
-        self.outage.succeeded()
+        if ref.backend == "vault":  # an env, file or exe success says nothing of Vault
+            self.outage.succeeded()
         secret = fetched[ref]
         changed = entry is None or entry.secret is None or entry.secret.value != secret.value
         entry = self.ledger.remember(secret, now)
@@ -412,7 +412,7 @@ class Daemon:
             fetched, errors = self.pipeline.fetch_each(static)
         for e in errors.values():
             self.outage.failed("polling", e)
-        if fetched and not errors:
+        if not errors and any(r.backend == "vault" for r in fetched):
             self.outage.succeeded()
         for ref, secret in fetched.items():
             if self.ledger.value(ref) != secret.value:

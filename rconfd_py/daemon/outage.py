@@ -9,13 +9,13 @@ import logging
 from collections.abc import Callable
 
 from ..errors import RconfdError, VaultError
-from ..vault import leases
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..vault.client import VaultClient
 
 log = logging.getLogger(__name__)
+MAX_KNOCKS = 3  # probes in a row without answer before a request goes anyway
 
 
 class Outage:
@@ -26,8 +26,9 @@ class Outage:
         self.knocks = 0  # probes in a row that got no answer
 
     def failed(self, what: str, e: RconfdError) -> None:
+        if isinstance(e, VaultError):
+            self.silent = e.status == 0  # an HTTP answer, even an error, is not silence
         if isinstance(e, VaultError) and e.transient:
-            self.silent = e.status == 0
             if self.since is None:
                 self.since = self.clock()
                 log.warning("Vault unavailable (%s); retrying with backoff, files are kept as "
@@ -43,21 +44,27 @@ class Outage:
             log.info("Vault available again after %.0fs", self.clock() - self.since)
             self.since = None
 
-    def knock(self, client: VaultClient, timeout: float, rng) -> float | None:
+    def knock(self, client: VaultClient, timeout: float) -> bool:
         """Before a request while Vault gives no answer: GET sys/health, which Vault never
-        audits and which a frozen server may process late without harm. A server that answers
-        gets the request (None: go ahead); else each request due would be one more queued at a
-        frozen server, failing when it wakes ("context canceled", a renewal of a lease that died
-        meanwhile), so return how long to wait before knocking again: at once after a probe
-        that waited `timeout` in vain (one probe is always waiting, so a server that wakes is
-        seen at once), with backoff when the connection is refused."""
-        if not self.silent:
-            return None
+        audits and which a frozen server may process late without harm. True: the probe got no
+        answer within `timeout` either, hold the request back and knock again (at once: one
+        probe is always waiting, so a server that wakes is seen at once), since each request
+        sent would be one more queued at a frozen server, failing when it wakes ("context
+        canceled", a renewal of a lease that died meanwhile). False: go ahead, when the server
+        answers, and also when the probe failed otherwise (refused: nothing queues at a server
+        that refuses, and the request's own retry rules race its expiry), or MAX_KNOCKS probes
+        in a row timed out (a server that hangs on sys/health alone never blocks the rest)."""
+        if not self.silent or self.knocks >= MAX_KNOCKS:
+            self.knocks = 0
+            return False
         try:
             client.answers(timeout)
         except VaultError as e:
-            self.knocks += 1
-            log.debug("Vault still gives no answer: %s", e)
-            return 0.0 if e.timed_out else leases.backoff(self.knocks, 0.0, None, rng)
+            if e.timed_out:
+                self.knocks += 1
+                log.debug("Vault still gives no answer: %s", e)
+                return True
+        except Exception as e:  # noqa: BLE001 - a probe must never stop the daemon
+            log.debug("sys/health probe: %s: %s", type(e).__name__, e)
         self.knocks = 0
-        return None
+        return False

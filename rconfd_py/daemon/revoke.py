@@ -25,6 +25,9 @@ def revoke_all(pipeline: Pipeline) -> None:
     store = pipeline.sources.vault
     if store is None:
         return
+    # a request the stop signal interrupted (a probe, often, during an outage) may have left
+    # the kept-alive connection waiting for its answer: the revocations start on a new one
+    store.client.close()
     # what is held, including what a first pass fetched before it was interrupted
     held = pipeline.ledger.held_leases()
     tokens = {tok.role: tok for tok in store.tokens()}

@@ -10,12 +10,16 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import audit_request_paths
 from test_daemon import DB, jwt, read_json, role_valid, setup
 
 from rconfd_py.daemon import policy
 from rconfd_py.daemon.loop import Daemon
 from rconfd_py.daemon.policy import Act
+from rconfd_py.daemon.revoke import revoke_all
+from rconfd_py.daemon.signals import Stop
 from rconfd_py.daemon.timers import Kind, Timer
 from rconfd_py.pipeline import Pipeline
 from rconfd_py.settings import Settings
@@ -114,3 +118,27 @@ def test_while_vault_gives_no_answer_only_an_unaudited_probe_waits_at_the_server
     assert audit_request_paths(stack.audit_log)[seen:] == ["sys/leases/renew",
                                                            "auth/token/renew-self"]
     assert not d.outage.silent and d.outage.knocks == 0
+
+
+def test_revoke_on_exit_works_after_a_stop_signal_cut_a_request_short(tmp_path, vault_env, pg,
+                                                                       stack):
+    """SIGTERM during a request (a probe, most often, while Vault is frozen) leaves the kept-
+    alive connection waiting for that answer; --revoke-on-exit must still revoke everything."""
+    d, entry = daemon(tmp_path, vault_env)
+    user = read_json(tmp_path / "out" / "db.json")["user"]
+
+    def stop(*_):
+        raise Stop()
+
+    os.kill(stack.bao_pid, signal.SIGSTOP)
+    old = signal.signal(signal.SIGALRM, stop)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(Stop):
+            d.pipeline.tokens.client.answers(5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.kill(stack.bao_pid, signal.SIGCONT)
+    revoke_all(d.pipeline)
+    assert not role_valid(pg, user)
