@@ -1,9 +1,8 @@
 """The daemon's thin loop: timers, a select() sleep, signals, and a dispatch table from timer
 kind (timers.py) to handler. Each handler calls Vault, records the outcome in the ledger, asks
 the policy (policy.py) what to do next and sets the timer it answers; re-rendering is
-rerender.py's. No polling, no threads: near-zero CPU while idle. A token's re-login re-issues,
-under the new token, the leased secrets created under the old one and renders them before the
-old token is let go. Files are never touched until a complete, successful render replaces them.
+rerender.py's; the token handlers are tokens.py's. No polling, no threads: near-zero CPU while
+idle. Files are never touched until a complete, successful render replaces them.
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ from collections.abc import Callable
 
 from ..config import load_config
 from ..errors import EXIT_OK, ConfigError, RconfdError, VaultError
-from ..ledger import Plan, SecretEntry, TemplateEntry, TokenEntry
-from ..redact import redactor
+from ..ledger import Plan, SecretEntry, TemplateEntry
 from ..refs import SecretRef
 from ..vault import leases
-from ..vault.auth import lookup_self, renew_self
 from . import policy
 from .outage import Outage
 from .plans import Plans
@@ -29,6 +26,7 @@ from .rerender import Rerender
 from .revoke import revoke_all
 from .signals import Signals, Stop
 from .timers import FIRST, FLUSH, POLL, STATUS, Kind, Timer, Timers
+from .tokens import TokenHandlers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Daemon:
+class Daemon(TokenHandlers):
     def __init__(self, pipeline: Pipeline, rng: policy.Rng = random.uniform,
                  clock: Callable[[], float] | None = None):
         self.pipeline = pipeline
@@ -219,89 +217,11 @@ class Daemon:
             entry.sources = self.rerender.sources_of(t)
             self.ledger.templates[t] = entry
 
-    # -- tokens ----------------------------------------------------------------------------
-    def _token_due(self, role: str) -> None:
-        entry = self.ledger.tokens.get(role)
-        act = policy.token_due(entry, self.clock())
-        if act == Act.RELOGIN or self.pipeline.tokens.changed(role):  # a new token in the file
-            self._relogin(role)
-        else:
-            self._renew_token(entry, check=act == Act.CHECK)
-
+    # -- shared by token and lease renewals -------------------------------------------------
     def _renewal_failed(self, entry, e: VaultError, plan_of) -> Plan:
         plan = plan_of(entry, e, self.clock(), self.rng)
         self.ledger.count("renewal", "failed" if plan.act == Act.RENEW else "refused")
         return plan
-
-    def _renew_token(self, entry: TokenEntry, check: bool = False) -> None:
-        """renew-self; `check`: only look the token up (its last renewal timed out)."""
-        role, store = entry.role, self.pipeline.tokens
-        try:
-            new, ttl, sent, now = self.renewal.send(
-                entry, f"role {role}: token", None if check else
-                lambda t: renew_self(store.client, entry.token, entry.asked, self.clock(), t),
-                lambda t: lookup_self(store.client, entry.token, timeout=t), 403)
-        except VaultError as e:
-            plan = self._renewal_failed(entry, e, policy.token_renewal_failed)
-            if plan.act == Act.RENEW:
-                self.outage.failed(f"renewing the token of role {role}", e)
-                self.plans.token(entry, plan)
-            else:
-                log.info("role %s: token renewal refused (%s): logging in again", role, e)
-                self._relogin(role)
-            return
-        if ttl is not None:
-            new = (new or entry.token)._replace(ttl=ttl, issued_at=sent if check else now)
-        self.outage.succeeded()
-        entry.succeeded()
-        entry = self.ledger.put_token(new)
-        plan = (policy.token_checked if check else policy.token_renewed)(entry, now, self.rng)
-        if check:
-            log.info("role %s: token renewal that timed out %s", role, "landed" if
-                     plan.act == Act.RENEW else "did not land: logging in again")
-        if plan is not None and plan.act == Act.RELOGIN and plan.at > now:
-            log.info("role %s: token reaches its max TTL in %.0fs: logging in again in %.0fs",
-                     role, new.ttl, plan.at - now)
-            self.plans.token(entry, plan)
-        elif plan is not None and plan.act == Act.RELOGIN:
-            log.info("role %s: token cannot be renewed further: logging in again", role)
-            self._relogin(role)
-        else:
-            log.debug("role %s: token renewed for %.0fs", role, new.ttl,
-                      extra={"role": role, "ttl": new.ttl})
-            self.plans.token(entry, plan)
-
-    def _relogin(self, role: str) -> None:
-        """Log in again, re-issue what died with the old token, render before letting it go."""
-        store, now = self.pipeline.tokens, self.clock()
-        old = self.ledger.tokens.get(role)
-        timeout = self.renewal.wait_timeout(old)
-        try:
-            with self.signals, self.pipeline.vault_timeout(timeout):
-                store.relogin(role)
-        except (VaultError, ConfigError) as e:
-            self.ledger.observe("login", self.clock() - now)
-            self.ledger.count("login", "failed")
-            self.outage.failed(f"logging in as role {role}", e)
-            n = old.failed(str(e), now, policy.timed_out(e, timeout)) if old is not None else 1
-            self.plans.role(role, policy.login_failed(old, e, now, self.rng, n))
-            return
-        self.ledger.observe("login", self.clock() - now)
-        self.ledger.count("login", "ok")
-        self.outage.succeeded()
-        entry = self.ledger.tokens[role]
-        redactor.add(("token", role), entry.token.client_token)
-        self.plans.token(entry, policy.token_plan(entry, now, self.rng))
-        doomed = [e for e in self.ledger.secrets.values() if old is not None
-                  and e.ref.role == role and e.lease_id
-                  and e.secret.accessor == old.token.accessor != entry.token.accessor]
-        if doomed:
-            log.info("role %s: re-issuing %d leased secret(s) under the new token", role,
-                     len(doomed))
-        for e in doomed:
-            self._refetch(e.ref, forced=True)
-        if self.rerender.dirty:
-            self.rerender.flush()  # the new secrets are on disk before the old token expires
 
     # -- secrets ---------------------------------------------------------------------------
     def _secret_due(self, ref: SecretRef) -> None:
