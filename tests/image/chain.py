@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -38,9 +39,11 @@ def executable(path: Path, text: str) -> Path:
 
 
 DEBOOTSTRAP_CACHE = Path("/var/cache/rconfd-py-debootstrap")
-# Its own storage, one per pytest process: the host's is untouched, two runs do not meet.
-STORE_PREFIX = "/var/tmp/rconfd-py-image-test-"
-STORE_DIR = Path(f"{STORE_PREFIX}{os.getpid()}")
+# Its own storage, one per pytest process: the host's is untouched, two runs do not meet. The
+# name cannot be guessed: the tests run as root, and a local user must not be able to plant a
+# directory or a link there before they start (/var/tmp is everyone's).
+STORE_PREFIX = "/var/tmp/rconfd-py-img-"  # short: podman refuses a runroot over 50 characters
+STORE_DIR = Path(f"{STORE_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
 STORE = ["--storage-driver", "vfs", "--root", str(STORE_DIR / "root"),
          "--runroot", str(STORE_DIR / "run")]
 # The same store for the builds `rconfd-py image` runs (it passes buildah no storage flags).
@@ -113,6 +116,7 @@ def debian_rootfs() -> Path:
 def import_base(tarball: Path) -> str:
     """localhost/debian-base from the rootfs; the host's CA bundle rides along when pip needs
     it (PIP_CERT: a TLS-intercepting egress proxy, as in the sandbox this was written in)."""
+    STORE_DIR.mkdir(mode=0o700, exist_ok=True)
     ctr = run(["buildah", *STORE, "from", "scratch"]).stdout.strip()
     try:
         run(["buildah", *STORE, "add", ctr, tarball, "/"])
@@ -134,7 +138,7 @@ def image(*args: str | Path) -> str:
     is kept (not tests/cli.py's): buildah hands its proxy settings to the RUNs."""
     conf = STORE_DIR / "storage.conf"
     if not conf.is_file():
-        STORE_DIR.mkdir(parents=True, exist_ok=True)
+        STORE_DIR.mkdir(mode=0o700, exist_ok=True)
         conf.write_text(STORAGE_CONF)
     proc = run([sys.executable, "-m", "rconfd_py", "image", *args, "--distro", "debian",
                 "--builder", "buildah"], timeout=1200,
@@ -203,7 +207,7 @@ def proc_file(name: str, pid: str, what: str, user: str = "root") -> str:
 def remove_stale_stores() -> None:
     """The stores of test runs whose process is gone (killed before their cleanup)."""
     for path in Path(STORE_PREFIX).parent.glob(Path(STORE_PREFIX).name + "*"):
-        pid = path.name.removeprefix(Path(STORE_PREFIX).name)
+        pid = path.name.removeprefix(Path(STORE_PREFIX).name).split("-")[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(path, ignore_errors=True)
 
