@@ -183,7 +183,12 @@ class Daemon(TokenHandlers):
         with self.signals:
             held = self.outage.knock(self.pipeline.tokens.client, self.renewal.wait_timeout())
         if held:
-            self.timers.set(key, self.clock())
+            now = self.clock()
+            self.timers.set(key, now)
+            entry = (self.ledger.tokens if key.kind == Kind.TOKEN else self.ledger.secrets).get(
+                key.subject)
+            if entry is not None:  # failing too, as status and metrics tell
+                entry.failed(f"held back: {self.outage.probe_error}", now, entry.timed_out)
         return held
 
     def _guard(self, subject: object, handler: Callable) -> bool:

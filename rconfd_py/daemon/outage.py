@@ -24,6 +24,7 @@ class Outage:
         self.since: float | None = None  # when the current outage started (status, metrics)
         self.silent = False  # the last failure got no answer at all: Vault down or frozen
         self.knocks = 0  # probes in a row that got no answer
+        self.probe_error = ""  # the last probe's failure, for the entries it holds back
 
     def failed(self, what: str, e: RconfdError) -> None:
         if isinstance(e, VaultError):
@@ -62,6 +63,7 @@ class Outage:
         except VaultError as e:
             if e.timed_out:
                 self.knocks += 1
+                self.probe_error = str(e)
                 log.debug("Vault still gives no answer: %s", e)
                 return True
         except Exception as e:  # noqa: BLE001 - a probe must never stop the daemon

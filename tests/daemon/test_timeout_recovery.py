@@ -110,6 +110,7 @@ def test_while_vault_gives_no_answer_only_an_unaudited_probe_waits_at_the_server
         d._dispatch(token_key)  # the token's renewal falls due: a probe first, unanswered
         assert time.time() - waited >= TIMEOUT  # it waited for the probe's answer
         assert d.outage.knocks == 1 and token_key in d.timers  # held back, due again at once
+        assert d.ledger.tokens[role].error.startswith("held back: GET /v1/sys/health")
     finally:
         os.kill(stack.bao_pid, signal.SIGCONT)
     time.sleep(0.5)  # the server processes what was queued
