@@ -60,13 +60,23 @@ VAULT_ENV = {"cacert": "VAULT_CACERT", "capath": "VAULT_CAPATH",
 
 
 # environment variables that hold a credential: never passed to a command rconfd-py runs (exe
-# secrets as nobody, checks, hooks). VAULT_TOKEN, and the variable -T names (Settings.build).
-CREDENTIAL_ENV = {"VAULT_TOKEN"}
+# secrets as nobody, checks, hooks). VAULT_TOKEN, RCONFD_TOKEN (-T: it may hold the JWT itself),
+# and the variable -T names (Settings.build).
+CREDENTIAL_ENV = {"VAULT_TOKEN", "RCONFD_TOKEN"}
+# proxy settings (vault/proxy.py): passed on, unless they carry a user:password
+PROXY_ENV = frozenset(("VAULT_PROXY_ADDR", "VAULT_HTTP_PROXY", "HTTP_PROXY", "HTTPS_PROXY",
+                       "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"))
+
+
+def _credential(name: str, value: str) -> bool:
+    if name in CREDENTIAL_ENV:
+        return True
+    return name in PROXY_ENV and "@" in value.split("://", 1)[-1].split("/", 1)[0]
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a command rconfd-py runs: its own, without any credential."""
-    env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
+    env = {k: v for k, v in os.environ.items() if not _credential(k, v)}
     env.update(extra or {})
     return env
 

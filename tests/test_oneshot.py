@@ -254,9 +254,12 @@ def test_commands_it_runs_never_get_a_credential_from_its_environment(tmp_path):
         "dir": str(tmp_path / "out"), "secrets": {"exe:str:/usr/bin/env": "e"},
         "hooks": {"ready": str(hook)}}}))
     env = {"VAULT_TOKEN": "hvs.a-token-never-passed-on", "MY_JWT": "eyJ.never.passed",
-           "KEEP_ME": "kept"}
+           "RCONFD_TOKEN": "eyJ.neither.passed", "KEEP_ME": "kept",
+           "HTTPS_PROXY": "http://user:pw-never-passed@127.0.0.1:1",
+           "http_proxy": "http://127.0.0.1:3128"}
     r = rconfd("-d", cfg, "-T", "MY_JWT", env=env)
     assert r.rc == 0, r.err
     for seen in ((tmp_path / "out" / "env.txt").read_text(), (tmp_path / "hook-env").read_text()):
-        assert "KEEP_ME=kept" in seen
+        assert "KEEP_ME=kept" in seen and "http_proxy=http://127.0.0.1:3128" in seen
         assert "hvs.a-token" not in seen and "eyJ.never" not in seen, seen
+        assert "eyJ.neither" not in seen and "pw-never-passed" not in seen, seen
