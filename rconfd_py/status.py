@@ -205,7 +205,7 @@ def read(path: str) -> dict | None:
     try:
         data = fs.read_file(path, MAX_SIZE)
         doc = json.loads(data) if data is not None else None
-    except (fs.UnsafePath, OSError, ValueError):
+    except (fs.UnsafePath, OSError, ValueError, RecursionError):
         return None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not alive(doc):
         return None

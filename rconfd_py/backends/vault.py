@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import VaultError
 from ..refs import SecretRef
 from ..secret import Lease, Secret
+from ..vault.answer import seconds
 from . import Sources
 
 
@@ -34,7 +35,7 @@ def to_secret(ref: SecretRef, answer: dict, now: float, accessor: str = "") -> S
         raise VaultError(f"{ref}: Vault's answer has no data")
     lease = None
     expires_at = None
-    duration = float(answer.get("lease_duration") or 0)
+    duration = seconds(answer, "lease_duration", where=str(ref))
     # Only a lease_id makes a lease: kv v1 sends a bare lease_duration as a refresh hint.
     if answer.get("lease_id"):
         lease = Lease(id=answer["lease_id"], duration=duration,

@@ -9,6 +9,7 @@ from collections import namedtuple
 from collections.abc import Callable
 
 from ..errors import ConfigError, VaultError
+from .answer import seconds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the daemon imports this module with no Vault ref at all
@@ -63,12 +64,12 @@ def login(client: VaultClient, login_path: str, role: str, jwt: str, now: float)
         answer = client.request("POST", login_path, body={"role": role, "jwt": jwt})
     except VaultError as e:
         raise e.prefixed(f"login as role {role!r} failed") from None
-    auth = answer.get("auth") or {}
+    auth = answer.get("auth") if isinstance(answer.get("auth"), dict) else {}
     if not auth.get("client_token"):
         raise VaultError(f"login as role {role!r}: no token in Vault's answer")
     return Token(role=role, client_token=auth["client_token"], accessor=auth.get("accessor", ""),
-                 ttl=float(auth.get("lease_duration") or 0), renewable=bool(auth.get("renewable")),
-                 issued_at=now)
+                 ttl=seconds(auth, "lease_duration", where=f"login as role {role!r}"),
+                 renewable=bool(auth.get("renewable")), issued_at=now)
 
 
 def renew_self(client: VaultClient, token: Token, increment: float, now: float,
@@ -77,9 +78,9 @@ def renew_self(client: VaultClient, token: Token, increment: float, now: float,
     request was sent)."""
     answer = client.request("POST", "auth/token/renew-self", token=token.client_token,
                             body={"increment": f"{int(increment)}s"}, timeout=timeout)
-    auth = answer.get("auth") or {}
+    auth = answer.get("auth") if isinstance(answer.get("auth"), dict) else {}
     return Token(role=token.role, client_token=token.client_token, accessor=token.accessor,
-                 ttl=float(auth.get("lease_duration") or 0),
+                 ttl=seconds(auth, "lease_duration", where="auth/token/renew-self"),
                  renewable=bool(auth.get("renewable")), issued_at=now)
 
 
@@ -88,7 +89,7 @@ def lookup_self(client: VaultClient, token: Token, timeout: float | None = None)
     is gone)."""
     answer = client.request("GET", "auth/token/lookup-self", token=token.client_token,
                             timeout=timeout)
-    return float((answer.get("data") or {}).get("ttl") or 0)
+    return seconds(answer, "data", "ttl", where="auth/token/lookup-self")
 
 
 def revoke_self(client: VaultClient, token: Token, timeout: float | None = None) -> None:

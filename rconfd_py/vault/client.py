@@ -153,7 +153,7 @@ class VaultClient:
             return {}
         try:
             data = json.loads(resp.body.decode()) if resp.body else None  # str: no sniffing
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             data = None
         if 200 <= resp.status < 300 and isinstance(data, dict):
             return data

@@ -24,6 +24,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from .answer import seconds
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the pure arithmetic needs no HTTP client
     from .client import VaultClient
@@ -118,7 +120,7 @@ def renew_lease(client: VaultClient, token: str, lease_id: str, increment: float
     """PUT sys/leases/renew; return the granted duration in seconds."""
     answer = client.request("PUT", "sys/leases/renew", token=token, timeout=timeout,
                             body={"lease_id": lease_id, "increment": int(increment)})
-    return float(answer.get("lease_duration") or 0)
+    return seconds(answer, "lease_duration", where="sys/leases/renew")
 
 
 def lookup_lease(client: VaultClient, token: str, lease_id: str, timeout: float | None = None
@@ -126,7 +128,7 @@ def lookup_lease(client: VaultClient, token: str, lease_id: str, timeout: float 
     """PUT sys/leases/lookup: the seconds the lease has left (0: it is gone or expired)."""
     answer = client.request("PUT", "sys/leases/lookup", token=token, timeout=timeout,
                             body={"lease_id": lease_id})
-    return float((answer.get("data") or {}).get("ttl") or 0)
+    return seconds(answer, "data", "ttl", where="sys/leases/lookup")
 
 
 def revoke_lease(client: VaultClient, token: str, lease_id: str, timeout: float | None = None

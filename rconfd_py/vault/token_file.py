@@ -13,6 +13,7 @@ from __future__ import annotations
 from .. import redact
 from ..errors import ConfigError, VaultError
 from ..fs import UnsafePath, read_file
+from .answer import seconds
 from .auth import Token
 
 TYPE_CHECKING = False
@@ -91,7 +92,8 @@ def _use_token(client: VaultClient, supplied: SuppliedToken, value: str, role: s
             raise VaultError(f"vault token ({supplied.source}) is invalid or expired: "
                              f"{reason}{again}", status=e.status) from None
         raise e.prefixed(f"vault token ({supplied.source})") from None
-    data = answer.get("data") or {}
+    data = answer.get("data") if isinstance(answer.get("data"), dict) else {}
     return Token(role=role, client_token=value, accessor=str(data.get("accessor") or ""),
-                 ttl=float(data.get("ttl") or 0), renewable=bool(data.get("renewable")),
+                 ttl=seconds(data, "ttl", where=f"vault token ({supplied.source})"),
+                 renewable=bool(data.get("renewable")),
                  issued_at=now)

@@ -22,6 +22,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: list = []
     connections = 0  # one handler instance per TCP connection
+    ttl: object = 0
 
     def setup(self):
         Handler.connections += 1
@@ -77,6 +78,14 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         elif p == "/v1/chunked":
             self._json(200, {"data": {"big": "x" * 1000}}, chunked=True)
+        elif p == "/v1/deep":  # valid JSON, nested deeper than the parser recurses
+            data = b"[" * 100_000 + b"]" * 100_000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif p == "/v1/sys/leases/lookup":  # a misbehaving node: the TTL the test chose
+            self._json(200, {"data": {"ttl": Handler.ttl}})
         elif p == "/v1/close":
             self._json(200, {"data": {"n": 1}}, close=True)
         else:
@@ -135,6 +144,23 @@ def test_404_without_message_and_non_json_answers(server):
     with pytest.raises(VaultError, match="HTTP 502: Bad Gateway") as e:
         VaultClient(server).request("GET", "html")
     assert e.value.transient
+
+
+def test_an_answer_nested_thousands_deep_is_a_vault_error_not_a_crash(server):
+    with pytest.raises(VaultError, match="HTTP 200: answer is not a JSON object"):
+        VaultClient(server).request("GET", "deep")
+
+
+@pytest.mark.parametrize("ttl", ["3600", float("inf"), -5, True, [1]])
+def test_a_junk_duration_in_an_answer_is_a_vault_error_naming_the_request(server, ttl):
+    from rconfd_py.vault.leases import lookup_lease
+
+    Handler.ttl = ttl
+    with pytest.raises(VaultError, match=r"^sys/leases/lookup: Vault's answer has a data.ttl "
+                                         r"that is not a number of seconds"):
+        lookup_lease(VaultClient(server), "t", "lease/1")
+    Handler.ttl = 42
+    assert lookup_lease(VaultClient(server), "t", "lease/1") == 42.0
 
 
 def test_timeouts_dropped_and_refused_connections_are_transient(server):
