@@ -223,10 +223,16 @@ class Daemon(TokenHandlers):
             self.ledger.templates[t] = entry
 
     # -- shared by token and lease renewals -------------------------------------------------
-    def _renewal_failed(self, entry, e: VaultError, plan_of) -> Plan:
+    def _renewal_retried(self, entry, e: VaultError, plan_of, what: str, set_plan) -> bool:
+        """A renewal failed: True if the policy retries it (the outage noted, the retry planned
+        with `set_plan`); False if Vault refused it, for the caller to replace what it renews."""
         plan = plan_of(entry, e, self.clock(), self.rng)
-        self.ledger.count("renewal", "failed" if plan.act == Act.RENEW else "refused")
-        return plan
+        retried = plan.act == Act.RENEW
+        self.ledger.count("renewal", "failed" if retried else "refused")
+        if retried:
+            self.outage.failed(what, e)
+            set_plan(entry, plan)
+        return retried
 
     # -- secrets ---------------------------------------------------------------------------
     def _secret_due(self, ref: SecretRef) -> None:
@@ -258,11 +264,8 @@ class Daemon(TokenHandlers):
                 lambda t: leases.lookup_lease(store.client, token(), entry.lease_id, timeout=t),
                 400)
         except VaultError as e:
-            plan = self._renewal_failed(entry, e, policy.lease_renewal_failed)
-            if plan.act == Act.RENEW:
-                self.outage.failed(f"{ref}: renewing", e)
-                self.plans.secret(entry, plan)
-            else:
+            if not self._renewal_retried(entry, e, policy.lease_renewal_failed,
+                                         f"{ref}: renewing", self.plans.secret):
                 log.info("%s: lease renewal refused (%s): fetching a new secret", ref, e)
                 entry.renew = False
                 self._refetch(ref)

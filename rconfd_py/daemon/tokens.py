@@ -36,11 +36,8 @@ class TokenHandlers:
                 lambda t: renew_self(store.client, entry.token, entry.asked, self.clock(), t),
                 lambda t: lookup_self(store.client, entry.token, timeout=t), 403)
         except VaultError as e:
-            plan = self._renewal_failed(entry, e, policy.token_renewal_failed)
-            if plan.act == Act.RENEW:
-                self.outage.failed(f"renewing the token of role {role}", e)
-                self.plans.token(entry, plan)
-            else:
+            if not self._renewal_retried(entry, e, policy.token_renewal_failed,
+                                         f"renewing the token of role {role}", self.plans.token):
                 log.info("role %s: token renewal refused (%s): logging in again", role, e)
                 self._relogin(role)
             return
