@@ -62,43 +62,31 @@ MIN_TIMEOUT = 0.5  # the shortest request timeout a deadline leaves
 LONG_TIMEOUT = 3  # x --timeout: how long a request with nothing alive to lose may wait
 
 
-def _doubled(base: float, default: float, timed_out: float) -> float:
-    """After an attempt that timed out, the next waits twice as long (up to 2 x LONG_TIMEOUT x
-    default): it is then more likely to be the one still waiting when a frozen server wakes."""
-    return max(base, min(2 * timed_out, 2 * LONG_TIMEOUT * default))
-
-
-def _others_cap(longest: float, default: float, now: float, soonest: float | None) -> float:
-    """A wait longer than the default ends in time for one default-length request before the
-    last margin of `soonest`, the first end of anything else the daemon holds: the loop is
-    single-threaded, and what ends first must still be renewable when the wait is over."""
-    if soonest is None:
-        return longest
-    return min(longest, max(default, soonest - LAST_MARGIN - default - now))
+def wait_timeout(default: float, now: float, soonest: float | None,
+                 timed_out: float = 0.0) -> float:
+    """The timeout of a fetch, login or lookup: long (LONG_TIMEOUT x default), since a request
+    the client gave up on may still be processed by a slow or frozen server and every retry
+    would queue behind it; after an attempt that timed out, twice that attempt's (up to 2 x
+    LONG_TIMEOUT x default: the copy is then more likely to be the one still waiting when a
+    frozen server wakes). Beyond the default, it ends in time for one default-length request
+    before the last margin of `soonest`, the first end of anything else the daemon holds: the
+    loop is single-threaded, and what ends first must still be renewable when the wait is
+    over."""
+    longest = max(default * LONG_TIMEOUT, min(2 * timed_out, 2 * LONG_TIMEOUT * default))
+    if soonest is not None:
+        longest = min(longest, max(default, soonest - LAST_MARGIN - default - now))
+    return longest
 
 
 def request_timeout(default: float, now: float, deadline: float | None,
                     soonest: float | None = None, timed_out: float = 0.0) -> float:
-    """A renewal's timeout: as long as its answer is useful, so that a slow or frozen server
-    has one request per lease queued, not one per retry: up to LONG_TIMEOUT x the default
-    (doubled after a timeout), never past the expiry it races (the lease or token is then
-    looked up, not renewed again), and beyond the default in time for what else ends first
-    (`soonest`, see _others_cap)."""
-    longest = _others_cap(_doubled(default * LONG_TIMEOUT, default, timed_out), default, now,
-                          soonest)
+    """A renewal's timeout: a wait_timeout (one request per lease queued at a slow or frozen
+    server, not one per retry), but never past the expiry it races: the lease or token is then
+    looked up, not renewed again."""
+    longest = wait_timeout(default, now, soonest, timed_out)
     if deadline is not None:
         longest = min(longest, deadline - now)
     return max(MIN_TIMEOUT, longest)
-
-
-def wait_timeout(default: float, now: float, soonest: float | None,
-                 timed_out: float = 0.0) -> float:
-    """The timeout of a fetch, login or lookup: long (LONG_TIMEOUT x default, doubled after a
-    timeout), since a request the client gave up on may still be processed by a slow or frozen
-    server and every retry would queue behind it; beyond the default, in time for what else
-    ends first (`soonest`, see _others_cap)."""
-    return _others_cap(_doubled(default * LONG_TIMEOUT, default, timed_out), default, now,
-                       soonest)
 
 
 def not_before(entry: TokenEntry | SecretEntry, when: float, now: float,
