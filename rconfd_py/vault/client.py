@@ -42,8 +42,7 @@ def repeatable(method: str, path: str) -> bool:
         return True
     if method in ("GET", "HEAD", "LIST"):
         return not MINTING_READ & set(path.split("/"))
-    return path in REPEATABLE or path.rsplit("/", 1)[0] in ("sys/leases/renew",
-                                                             "sys/leases/revoke")
+    return path.rsplit("/", 1)[0] in ("sys/leases/renew", "sys/leases/revoke")
 
 
 def api_base(url: str) -> str:
