@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 from helpers import require, require_binaries
 
 from benchmarks import oneshot, report
@@ -79,7 +81,7 @@ def test_a_tiny_fleet_with_a_freeze_measures_both_tools(tmp_path):
         assert r.after_failed == 0 and r.duplicates_at_thaw == 0  # nothing timed out
         assert (r.replaced, r.replaced_alive) == (0, 0)  # sampled: none replaced
         assert r.steady_rates["seconds"] == 3
-        assert r.steady_first5 == r.steady_requests == sum(r.steady_paths.values())
+        assert sum(r.steady_paths.values()) == r.steady_requests
     text = "\n".join(fleet.table(results))
     assert "| **all daemons live again after the thaw** |" in text and "bao agent" in text
     alone = fleet.table({"rconfd-py": results["rconfd-py"]})  # --fleet-tools rconfd-py
@@ -87,7 +89,8 @@ def test_a_tiny_fleet_with_a_freeze_measures_both_tools(tmp_path):
     assert not any("bao agent" in line for line in alone)
 
 
-def test_replaced_credentials_are_told_apart_by_whether_their_role_still_lives(tmp_path, pg):
+def test_replaced_credentials_are_told_apart_by_whether_their_role_still_lives(tmp_path, pg,
+                                                                              request):
     """A daemon whose database user changed after the thaw: the old role still valid means it
     was replaced although alive; an expired or dropped one, that it really died."""
     from benchmarks.fleet import replaced_alive
@@ -95,6 +98,8 @@ def test_replaced_credentials_are_told_apart_by_whether_their_role_still_lives(t
     alive, expired = (f"fleet_{k}_{uuid.uuid4().hex[:8]}" for k in ("alive", "expired"))
     pg.psql(f"CREATE ROLE {alive} VALID UNTIL 'infinity'; "
             f"CREATE ROLE {expired} VALID UNTIL '2000-01-01'")
+    request.addfinalizer(lambda: pg.psql(f"DROP ROLE IF EXISTS {alive}; "
+                                         f"DROP ROLE IF EXISTS {expired}"))
     before = [alive, expired, "fleet_dropped", "fleet_same", None]
     outs = []
     for i, now in enumerate(["new1", "new2", "new3", "fleet_same", "new5"]):
@@ -103,6 +108,16 @@ def test_replaced_credentials_are_told_apart_by_whether_their_role_still_lives(t
         outs.append(tmp_path / f"d{i}")
     assert replaced_alive(pg, before, outs) == (3, 1)
     assert replaced_alive(pg, [None, "x;drop", None, "fleet_same", None], outs) == (0, 0)
+
+
+def test_audit_requests_by_path_and_their_timestamps():
+    from benchmarks.fleet import _ts, by_path
+
+    reqs = [(1.0, "sys/leases/renew", ""), (2.0, "sys/leases/renew", ""), (2.5, "x", ""),
+            (9.0, "x", "")]
+    assert by_path(reqs, 1.0, 3.0) == {"sys/leases/renew": 2, "x": 1}  # most first; 9.0 out
+    assert _ts("2026-11-30T10:45:01.123456789Z") == pytest.approx(1796035501.123456)
+    assert _ts("2026-11-30T10:45:01Z") == 1796035501.0
 
 
 def test_audit_rates_and_poisson_reference():

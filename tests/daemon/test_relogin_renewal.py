@@ -90,3 +90,4 @@ def test_a_path_denied_by_policy_logs_in_again_once_not_at_every_retry(tmp_path,
         assert paths.count("auth/jwt/login") == 1 and paths.count("database/creds/mydb") == 1
     finally:
         seed_policy(client)
+        client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point="kv")

@@ -70,7 +70,9 @@ def test_a_renewal_that_timed_out_is_looked_up_and_kept_not_replaced(tmp_path, v
     assert entry.next.act == Act.RENEW and not entry.in_doubt and entry.expires_at > end
     paths = audit_request_paths(stack.audit_log)[seen:]
     assert paths.count("sys/leases/lookup") == 1 and "database/creds/mydb" not in paths
-    assert paths.count("sys/leases/renew") <= 1  # the frozen one, if the server still ran it
+    # never sent twice; the frozen one is logged only if the thawed server still ran it (it
+    # may drop a request whose client has gone), so 0 or 1
+    assert paths.count("sys/leases/renew") <= 1
     assert role_valid(pg, user)
 
 
