@@ -202,7 +202,8 @@ def test_the_token_is_registered_with_the_redactor(tmp_path, stack):
     for flags, env, tok in (({}, {"VAULT_TOKEN": env_tok["client_token"]}, env_tok),
                             ({"vault_token_file": str(path)}, {}, file_tok)):
         with fresh_redactor(), captured_log() as out:
-            settings = Settings.build({"dir": str(cfg), "url": stack.addr, **flags}, env)
+            settings = Settings.build({"dir": str(cfg), "url": stack.addr, "state_dir": "none",
+                                       **flags}, env)
             pipeline = Pipeline(settings)
             try:
                 assert pipeline.tokens.get("r").client_token == tok["client_token"]
