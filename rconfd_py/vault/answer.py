@@ -11,15 +11,16 @@ from ..errors import VaultError
 
 def seconds(answer: object, *keys: str, where: str) -> float:
     """The duration at answer[keys[0]][keys[1]]... (lease_duration, data.ttl): 0 when absent or
-    null, else a finite number of seconds, not negative; anything else raises VaultError."""
+    null, or negative (the lookup of a lease past its end, not yet revoked, gives -3); else a
+    finite number of seconds; anything else raises VaultError."""
     value = answer
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value < 0:
+            or not math.isfinite(value):
         kind = type(value).__name__ if not isinstance(value, (int, float)) else "out of range"
         raise VaultError(f"{where}: Vault's answer has a {'.'.join(keys)} that is not a "
                          f"number of seconds ({kind})")
-    return float(value)
+    return max(0.0, float(value))

@@ -151,7 +151,7 @@ def test_an_answer_nested_thousands_deep_is_a_vault_error_not_a_crash(server):
         VaultClient(server).request("GET", "deep")
 
 
-@pytest.mark.parametrize("ttl", ["3600", float("inf"), -5, True, [1]])
+@pytest.mark.parametrize("ttl", ["3600", float("inf"), True, [1]])
 def test_a_junk_duration_in_an_answer_is_a_vault_error_naming_the_request(server, ttl):
     from rconfd_py.vault.leases import lookup_lease
 
