@@ -4,6 +4,7 @@ measured by the benchmarks, not asserted here.)"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,8 @@ def test_one_shot_with_vault_secrets_imports_nothing_heavy(tmp_path, vault_env):
     r = subprocess.run([sys.executable, "-c", PROBE, "-d", str(cfg), "-u",
                         vault_env["VAULT_ADDR"], "-l", "/auth/jwt/login",
                         "-t", vault_env["VAULT_JWT_PATH"]], capture_output=True, text=True,
-                       cwd=Path(__file__).parent.parent)
+                       cwd=Path(__file__).parent.parent,  # state saved as by default, not in /run
+                       env={**os.environ, "RCONFD_STATE_DIR": str(tmp_path / "state")})
     assert r.returncode == 0, r.stderr
     modules = set(r.stdout.split("MODULES", 1)[1].split())
     assert "rjsonnet" in modules and "rconfd_py.vault.http" in modules  # it did the work
