@@ -7,11 +7,16 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cli import DaemonProc, rconfd
 from helpers import audit_request_paths
+
+from rconfd_py.daemon.loop import Daemon
+from rconfd_py.pipeline import Pipeline
+from rconfd_py.settings import Settings
 
 DB = "vault:test-role:database/creds/mydb"
 DB2 = "vault:test-role,GET:database/creds/mydb"  # a second, distinct credential
@@ -48,6 +53,21 @@ def setup(tmp_path: Path, templates: dict[str, tuple[str, dict]], hook: bool = T
 def jwt(vault_env) -> list[str]:
     return ["-u", vault_env["VAULT_ADDR"], "-l", "/auth/jwt/login",
             "-t", vault_env["VAULT_JWT_PATH"]]
+
+
+def in_process_daemon(tmp_path: Path, vault_env: dict, templates: dict[str, tuple[str, dict]],
+                      *, clock: Callable[[], float] = time.time, **settings) -> Daemon:
+    """A daemon in this process against the stack (templates as for `setup`, no hooks): first
+    pass done, timers scheduled, its loop not running. `settings` are more Settings fields;
+    state_dir and status_file are none unless given (never the machine's /run/rconfd-py)."""
+    cfg = setup(tmp_path, templates, hook=False)
+    flags = dict(zip(("url", "login_path", "token_path"), jwt(vault_env)[1::2]))
+    settings = {"state_dir": None, "status_file": None, **flags, **settings}
+    pipeline = Pipeline(Settings(dir=cfg, daemon=True, **settings), clock=clock)
+    pipeline.first_pass()
+    d = Daemon(pipeline)
+    d._schedule_all()
+    return d
 
 
 def read_json(path: Path) -> dict | None:

@@ -8,24 +8,15 @@ import logging
 import time
 from pathlib import Path
 
-from test_daemon import DB, jwt, read_json, role_valid, setup
+from test_daemon import DB, in_process_daemon, read_json, role_valid
 
 from rconfd_py.daemon.loop import Daemon
 from rconfd_py.daemon.policy import Act
-from rconfd_py.pipeline import Pipeline
-from rconfd_py.settings import Settings
 
 
-def daemon(tmp_path: Path, vault_env: dict, clock) -> tuple[Daemon, object]:
-    cfg = setup(tmp_path, {"t.jsonnet": (
-        "local s = std.extVar('secrets'); { 'db.json': { user: s.db.username } }", {DB: "db"})},
-        hook=False)
-    flags = dict(zip(("url", "login_path", "token_path"), jwt(vault_env)[1::2]))
-    pipeline = Pipeline(Settings(dir=cfg, daemon=True, state_dir=None, status_file=None, **flags),
-                        clock=clock)
-    pipeline.first_pass()
-    d = Daemon(pipeline)
-    d._schedule_all()
+def daemon(tmp_path: Path, vault_env: dict) -> tuple[Daemon, object]:
+    d = in_process_daemon(tmp_path, vault_env, {"t.jsonnet": (
+        "local s = std.extVar('secrets'); { 'db.json': { user: s.db.username } }", {DB: "db"})})
     (entry,) = d.ledger.leased()
     return d, entry
 
@@ -50,7 +41,7 @@ def answer_late(monkeypatch, d: Daemon, entry, by: float) -> None:
 def test_a_late_renewal_of_a_live_lease_is_believed_after_a_lookup(tmp_path, vault_env, pg,
                                                                    monkeypatch, caplog):
     caplog.set_level(logging.INFO, "rconfd_py")
-    d, entry = daemon(tmp_path, vault_env, time.time)
+    d, entry = daemon(tmp_path, vault_env)
     lease_id = entry.lease_id
     answer_late(monkeypatch, d, entry, 0.5)
     d._renew_lease(entry)
@@ -62,7 +53,7 @@ def test_a_late_renewal_of_a_live_lease_is_believed_after_a_lookup(tmp_path, vau
 def test_a_late_renewal_of_a_revoked_lease_fetches_a_new_secret(tmp_path, vault_env, pg, stack,
                                                                 monkeypatch, caplog):
     caplog.set_level(logging.INFO, "rconfd_py")
-    d, entry = daemon(tmp_path, vault_env, time.time)
+    d, entry = daemon(tmp_path, vault_env)
     user = read_json(tmp_path / "out" / "db.json")["user"]
     from rconfd_py.vault import leases
 
@@ -86,7 +77,7 @@ def test_a_late_renewal_of_a_revoked_lease_fetches_a_new_secret(tmp_path, vault_
 
 
 def test_inside_the_last_margin_a_lease_is_replaced_not_renewed(tmp_path, vault_env, pg):
-    d, entry = daemon(tmp_path, vault_env, time.time)
+    d, entry = daemon(tmp_path, vault_env)
     from rconfd_py.daemon import policy
 
     assert policy.due(entry, entry.expires_at - policy.LAST_MARGIN - 0.1) == Act.RENEW

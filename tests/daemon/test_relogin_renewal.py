@@ -11,22 +11,19 @@ import uuid
 
 import pytest
 from helpers import audit_request_paths
-from test_daemon import DB, jwt, read_json, role_valid, setup
+from test_daemon import DB, in_process_daemon, read_json, role_valid
 from test_late_renewal import daemon
 
 from rconfd_py.daemon import policy
-from rconfd_py.daemon.loop import Daemon
 from rconfd_py.daemon.policy import Act
 from rconfd_py.dev.seed import POLICY_HCL, POLICY_NAME, seed_policy
 from rconfd_py.ledger import Plan
-from rconfd_py.pipeline import Pipeline
 from rconfd_py.refs import parse_ref
-from rconfd_py.settings import Settings
 
 
 def test_a_renewal_due_before_its_tokens_relogin_waits_and_the_relogin_replaces_it(
         tmp_path, vault_env, pg, stack):
-    d, entry = daemon(tmp_path, vault_env, time.time)
+    d, entry = daemon(tmp_path, vault_env)
     role, user = entry.ref.role, read_json(tmp_path / "out" / "db.json")["user"]
     seen = len(audit_request_paths(stack.audit_log))
     now = time.time()
@@ -49,7 +46,7 @@ def test_a_renewal_due_before_its_tokens_relogin_waits_and_the_relogin_replaces_
 
 def test_a_renewal_is_not_held_back_when_the_relogin_comes_too_late(tmp_path, vault_env, pg,
                                                                    stack):
-    d, entry = daemon(tmp_path, vault_env, time.time)
+    d, entry = daemon(tmp_path, vault_env)
     seen = len(audit_request_paths(stack.audit_log))
     d.ledger.tokens[entry.ref.role].next = Plan(Act.RELOGIN, entry.expires_at - 1)
     lease_id = entry.lease_id
@@ -67,14 +64,9 @@ def test_a_path_denied_by_policy_logs_in_again_once_not_at_every_retry(tmp_path,
     client = stack.client()
     client.secrets.kv.v2.create_or_update_secret(path=path, secret={"v": "x"}, mount_point="kv")
     kv = f"vault:test-role:kv/data/{path}"
-    cfg = setup(tmp_path, {"t.jsonnet": (
+    d = in_process_daemon(tmp_path, vault_env, {"t.jsonnet": (
         "local s = std.extVar('secrets'); { 'o.json': { u: s.db.username, v: s.kv.data.v } }",
-        {DB: "db", kv: "kv"})}, hook=False)
-    flags = dict(zip(("url", "login_path", "token_path"), jwt(vault_env)[1::2]))
-    pipeline = Pipeline(Settings(dir=cfg, daemon=True, state_dir=None, status_file=None, **flags))
-    pipeline.first_pass()
-    d = Daemon(pipeline)
-    d._schedule_all()
+        {DB: "db", kv: "kv"})})
     ref = parse_ref(kv)
     deny = f'path "kv/data/{path}" {{ capabilities = ["deny"] }}\n'
     client.sys.create_or_update_policy(name=POLICY_NAME, policy=POLICY_HCL + deny)

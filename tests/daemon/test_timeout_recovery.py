@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import audit_request_paths
-from test_daemon import DB, jwt, read_json, role_valid, setup
+from test_daemon import DB, in_process_daemon, read_json, role_valid
 
 from rconfd_py.daemon import policy
 from rconfd_py.daemon.loop import Daemon
@@ -21,22 +21,14 @@ from rconfd_py.daemon.policy import Act
 from rconfd_py.daemon.revoke import revoke_all
 from rconfd_py.daemon.signals import Stop
 from rconfd_py.daemon.timers import Kind, Timer
-from rconfd_py.pipeline import Pipeline
-from rconfd_py.settings import Settings
 
 TIMEOUT = 1.0
 
 
 def daemon(tmp_path: Path, vault_env: dict) -> tuple[Daemon, object]:
-    cfg = setup(tmp_path, {"t.jsonnet": (
+    d = in_process_daemon(tmp_path, vault_env, {"t.jsonnet": (
         "local s = std.extVar('secrets'); { 'db.json': { user: s.db.username } }", {DB: "db"})},
-        hook=False)
-    flags = dict(zip(("url", "login_path", "token_path"), jwt(vault_env)[1::2]))
-    pipeline = Pipeline(Settings(dir=cfg, daemon=True, timeout=TIMEOUT, state_dir=None,
-                                 status_file=None, **flags))
-    pipeline.first_pass()
-    d = Daemon(pipeline)
-    d._schedule_all()
+        timeout=TIMEOUT)
     (entry,) = d.ledger.leased()
     return d, entry
 
