@@ -104,23 +104,41 @@ class VaultClient:
     def timeout(self, seconds: float) -> None:
         self._http.timeout = seconds
 
+    @property
+    def patience(self):
+        """Asked once per request for a callable deciding, each time the request's timeout
+        passes before its answer began, how many seconds more to wait (vault/http.py); None:
+        none (the daemon's: daemon/outage.py)."""
+        return self._http.patience
+
+    @patience.setter
+    def patience(self, factory) -> None:
+        self._http.patience = factory
+
     def answers(self, timeout: float) -> None:
-        """GET sys/health, which Vault never audits and which changes nothing: return if Vault
-        answers at all (any status: sealed, standby and uninitialised nodes answer too); raise
-        VaultError (status 0, timed_out if it waited in vain) if it gives no answer."""
+        """GET sys/health, which Vault never audits and which changes nothing, on a connection
+        of its own (closed after: a request of this client may be waiting on the kept-alive
+        one): return if Vault answers at all (any status: sealed, standby and uninitialised
+        nodes answer too); raise VaultError (status 0, timed_out if it waited in vain) if it
+        gives no answer."""
+        alone = self._http.sibling()
         try:
-            self.request("GET", "sys/health", timeout=timeout, params=HEALTH_PARAMS)
+            self.request("GET", "sys/health", timeout=timeout, params=HEALTH_PARAMS, via=alone)
         except VaultError as e:
             if e.status == 0:
                 raise
+        finally:
+            alone.close()
 
     def request(self, method: str, path: str, *, token: str | None = None,
                 body: dict | None = None, params: dict | None = None,
-                timeout: float | None = None, idempotent: bool | None = None) -> dict:
+                timeout: float | None = None, idempotent: bool | None = None,
+                via: HTTPClient | None = None) -> dict:
         """Call `/v1/PATH`; return the decoded JSON answer ({} for 204).
 
         `idempotent`: whether the request may be sent again after a kept-alive connection was
-        dropped before any answer (default: repeatable(method, path)).
+        dropped before any answer (default: repeatable(method, path)). `via`: another
+        transport than this client's (a probe's, answers()).
 
         Raise VaultError naming the path and Vault's own message; status 0 means no answer.
         """
@@ -137,7 +155,7 @@ class VaultClient:
             target += "?" + urlencode(params)
         where = f"{method} /v1/{path}"
         try:
-            resp = self._http.request(
+            resp = (via or self._http).request(
                 method, target, timeout=timeout, idempotent=idempotent,
                 headers={"X-Vault-Token": token} if token else None,
                 body=json.dumps(body).encode() if body is not None else None)

@@ -4,6 +4,9 @@ What it adds to http.client:
 - one deadline per request: `timeout` bounds the connect, the TLS handshake, the send and the
   complete answer (redirects included); before every read the socket timeout is set to the time
   left, so a server dripping one byte a second fails at the deadline;
+- patience: a request sent whose answer has not begun by the deadline asks the caller's
+  `patience` whether to wait longer (the daemon probes whether Vault answers at all: a frozen
+  server processes the request when it wakes, and one given up on fails there then);
 - interim 1xx answers are all skipped (http.client skips only 100 Continue);
 - a truncated body (chunked or Content-Length), an answer larger than MAX_BODY, headers that
   never end: TransportError (no complete answer, transient for the caller);
@@ -24,11 +27,13 @@ from __future__ import annotations
 import http.client
 import io
 import os
+import select
 import socket
 import ssl  # http.client imports it anyway
 import threading
 import time
 from collections import namedtuple
+from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 TYPE_CHECKING = False
@@ -63,6 +68,8 @@ class _Deadline(io.RawIOBase):
         return True
 
     def readinto(self, b):
+        if self._conn.patience is not None and not self._conn.got:
+            self._await_answer()
         left = self._conn.deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("deadline")
@@ -70,6 +77,21 @@ class _Deadline(io.RawIOBase):
         n = self._raw.readinto(b)
         self._conn.got += n or 0
         return n
+
+    def _await_answer(self):
+        """Until the answer begins or the deadline passes and `patience` (asked each time it
+        passes) gives no more time. The socket is polled, not read: a read that timed out
+        cannot be tried again (socket.SocketIO)."""
+        conn, poll = self._conn, select.poll()
+        poll.register(self._sock, select.POLLIN)
+        while not (isinstance(self._sock, ssl.SSLSocket) and self._sock.pending()):
+            left = conn.deadline - time.monotonic()
+            if left > 0 and poll.poll(left * 1000):
+                return
+            more = conn.patience()
+            if more <= 0:
+                return  # the read times out at once
+            conn.deadline = time.monotonic() + more
 
     def close(self):
         if not self.closed:
@@ -98,6 +120,7 @@ def _response_class(conn):
 class _HTTP(http.client.HTTPConnection):
     deadline = 0.0
     got = 0  # bytes of the current answer received
+    patience = None  # the current request's (HTTPClient.patience), or None
     proxy = None  # the Proxy this connection goes to (absolute-URI requests), or None
     through = True  # False while connecting to the proxy (its failures name it)
 
@@ -109,6 +132,7 @@ class _HTTP(http.client.HTTPConnection):
 class _HTTPS(http.client.HTTPSConnection):
     deadline = 0.0
     got = 0
+    patience = None
     proxy = None  # the Proxy this connection tunnels through (CONNECT), or None
     through = True
 
@@ -147,6 +171,16 @@ class HTTPClient:
         self._ssl = context
         self._lock = threading.Lock()
         self._local = threading.local()
+        # called once per request: a callable asked each time the request's deadline passes
+        # before its answer began, returning how many seconds more to wait (<= 0: no more)
+        self.patience: Callable[[], Callable[[], float]] | None = None
+
+    def sibling(self) -> HTTPClient:
+        """A client with the same settings and connections of its own (a probe sent while a
+        request of this one waits)."""
+        return HTTPClient(self.base, timeout=self.timeout, headers=self.headers,
+                          context=self._ssl, server_name=self._server_name,
+                          proxies=self._proxies)
 
     def _context(self) -> ssl.SSLContext:
         """The TLS context given; for an http:// Vault redirected to https, the system's."""
@@ -194,8 +228,9 @@ class HTTPClient:
         if body is not None:
             hdrs["Content-Type"] = "application/json"
         url = self.base + path
+        wait = self.patience() if self.patience is not None else None
         for _ in range(MAX_REDIRECTS + 1):
-            resp, location = self._once(method, url, body, hdrs, deadline, idempotent)
+            resp, location = self._once(method, url, body, hdrs, deadline, idempotent, wait)
             if location is None:
                 return resp
             try:
@@ -210,24 +245,24 @@ class HTTPClient:
             url = new
         raise TransportError(f"more than {MAX_REDIRECTS} redirects")
 
-    def _once(self, method, url, body, headers, deadline, idempotent):
+    def _once(self, method, url, body, headers, deadline, idempotent, wait):
         u = urlsplit(url)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
         try:
-            return self._exchange(u, method, target, body, headers, deadline)
+            return self._exchange(u, method, target, body, headers, deadline, wait)
         except _Stale:
             if not idempotent:
                 raise TransportError("connection closed by the server before an answer (not "
                                      "sent again: the request is not safe to repeat)") from None
             # nothing was answered on a connection the server had closed: send again, fresh
             try:
-                return self._exchange(u, method, target, body, headers, deadline)
+                return self._exchange(u, method, target, body, headers, deadline, wait)
             except _Stale:
                 raise TransportError("connection closed by the server") from None
 
-    def _exchange(self, u, method, target, body, headers, deadline):
+    def _exchange(self, u, method, target, body, headers, deadline, wait):
         conn = self._conn(u.scheme, u.hostname, u.port)
-        conn.deadline, conn.got = deadline, 0
+        conn.deadline, conn.got, conn.patience = deadline, 0, wait
         reused = conn.sock is not None
         plain_proxy = conn.proxy is not None and u.scheme == "http"
         if plain_proxy:  # an absolute URI to the proxy, its credentials on every request

@@ -313,3 +313,75 @@ def test_the_deadline_covers_the_connect_and_the_whole_request(raw):
     with pytest.raises(VaultError, match="did not answer in time"):
         VaultClient(srv.url, timeout=1.0).request("GET", "x")  # each pause < 1 s, total > 1 s
     assert time.monotonic() - start < 1.5
+
+
+class Patience:
+    """HTTPClient.patience: each request's wait past its deadline gets `more` seconds, at most
+    `times` times."""
+
+    def __init__(self, more: float, times: int = 100):
+        self.more, self.times, self.asked = more, times, 0
+
+    def __call__(self):
+        def wait() -> float:
+            self.asked += 1
+            return self.more if self.asked <= self.times else 0.0
+        return wait
+
+
+def test_patience_keeps_a_request_waiting_past_its_deadline_for_its_late_answer(raw):
+    def script(srv, sock, n):
+        while (req := srv.read_request(sock)) is not None:
+            time.sleep(0.8)  # a server frozen for a while: the request waits in it
+            sock.sendall(answer({"data": {"path": req[1]}}))
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=0.3)
+    c.patience = patience = Patience(0.2)
+    start = time.monotonic()
+    assert c.request("PUT", "sys/leases/renew", body={"lease_id": "x"}) == \
+        {"data": {"path": "/v1/sys/leases/renew"}}
+    assert time.monotonic() - start >= 0.75 and patience.asked >= 2
+    assert srv.connections == 1 and len(srv.requests) == 1  # one request, never sent again
+    assert c.request("GET", "a")["data"]["path"] == "/v1/a"  # the connection still in step
+
+
+def test_patience_that_gives_no_more_time_ends_the_request_at_its_deadline(raw):
+    stop = threading.Event()
+
+    def script(srv, sock, n):
+        srv.read_request(sock)
+        stop.wait(5)
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=0.3)
+    c.patience = patience = Patience(0.2, times=1)
+    start = time.monotonic()
+    try:
+        with pytest.raises(VaultError, match="did not answer in time") as e:
+            c.request("GET", "kv/data/x")
+    finally:
+        stop.set()
+    assert e.value.timed_out and 0.45 < time.monotonic() - start < 1.0
+    assert patience.asked == 2  # once more time, then none
+
+
+def test_patience_is_not_asked_once_the_answer_has_begun(raw):
+    """A server dripping its answer is not frozen: it fails at the deadline as without."""
+    stop = threading.Event()
+
+    def script(srv, sock, n):
+        srv.read_request(sock)
+        data = answer({"data": {"x": "y" * 100}})
+        for i in range(len(data)):
+            if stop.wait(0.1):
+                return
+            sock.sendall(data[i:i + 1])
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=1.0)
+    c.patience = patience = Patience(10.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(VaultError, match="did not answer in time"):
+            c.request("GET", "kv/data/x")
+    finally:
+        stop.set()
+    assert time.monotonic() - start < 2.0 and patience.asked == 0
