@@ -86,6 +86,20 @@ class Pipeline:
         return self.sources.vault
 
     @contextmanager
+    def vault_patience(self, factory):
+        """Vault requests made meanwhile may wait past their timeout as `factory` decides
+        (VaultClient.patience; the daemon's: daemon/outage.py)."""
+        client = self._client
+        if client is None:
+            yield
+            return
+        before, client.patience = client.patience, factory
+        try:
+            yield
+        finally:
+            client.patience = before
+
+    @contextmanager
     def vault_timeout(self, seconds: float | None):
         """Vault requests made meanwhile time out after `seconds` (None: --timeout). The daemon
         waits longer for an answer when nothing it holds is about to expire (policy.py)."""

@@ -9,8 +9,8 @@ Three parts, read in this order to learn the renewal rules:
 
 Around them: tokens.py (the loop's token handlers: renew, look up, log in again and re-issue),
 timers.py (typed timer keys, the deadline heap), signals.py (SIGTERM/SIGHUP, the self-pipe),
-outage.py (outage log lines; the sys/health knock while Vault gives no answer), renewal.py
-(one renewal or lookup racing an expiry, its outcome recorded),
+outage.py (outage log lines; the sys/health knock and the patience while Vault gives no
+answer), renewal.py (one renewal or lookup racing an expiry, its outcome recorded),
 rerender.py (re-rendering and its retries), reporting.py (status file, metrics), revoke.py
 (--revoke-on-exit).
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from ..config import load_config
 from ..errors import EXIT_OK, ConfigError, RconfdError, VaultError
@@ -169,16 +170,29 @@ class Daemon(TokenHandlers):
                 return
 
     def _dispatch(self, key: Timer) -> None:
-        if key.kind in (Kind.TOKEN, Kind.SECRET) and self._knocked(key):
+        vault = key.kind == Kind.TOKEN or (key.kind == Kind.SECRET and key.subject.backend ==
+                                           "vault")
+        if vault and self._knocked(key):
             return
-        if self._guard(key.subject, self._handlers[key.kind]) and key.kind in (
-                Kind.TOKEN, Kind.SECRET, Kind.RENDER) and key not in self.timers:
+        with self._patient(key) if vault else nullcontext():
+            failed = self._guard(key.subject, self._handlers[key.kind])
+        if failed and key.kind in (Kind.TOKEN, Kind.SECRET, Kind.RENDER) and \
+                key not in self.timers:
             self.timers.set(key, self.clock() + policy.PERMANENT_CAP)  # never lose a timer
+
+    def _patient(self, key: Timer):
+        """While a token or secret timer's requests run: each waits past its timeout while
+        Vault gives no answer at all (outage.Wait), up to policy.longest_wait."""
+        entry = (self.ledger.tokens if key.kind == Kind.TOKEN else self.ledger.secrets).get(
+            key.subject)
+        longest = policy.longest_wait(self.settings.timeout, self.clock(), entry)
+        return self.pipeline.vault_patience(self.outage.waiting(
+            self.pipeline.tokens.client, self.settings.timeout, longest))
 
     def _knocked(self, key: Timer) -> bool:
         """True if Vault gave no answer to the probe before this request (outage.knock): the
         request is held back, its timer due again at once."""
-        if not self.outage.silent or (key.kind == Kind.SECRET and key.subject.backend != "vault"):
+        if not self.outage.silent:
             return False
         with self.signals:
             held = self.outage.knock(self.pipeline.tokens.client, self.renewal.wait_timeout())

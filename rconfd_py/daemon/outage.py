@@ -1,11 +1,13 @@
 """Vault outages as the log tells them: one warning when the first transient failure starts
 one, one line when Vault answers again; what is not transient is an error line each time.
 And the knock: while Vault gives no answer at all, a request is sent only after an unaudited
-probe (sys/health) is answered."""
+probe (sys/health) is answered; and the patience (Wait): a request whose timeout passes without
+an answer is kept waiting while such a probe gets no answer either."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from ..errors import RconfdError, VaultError
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_KNOCKS = 3  # probes in a row without answer before a request goes anyway
+SLACK = 0.1  # a request with less patience left than this (s) is not probed for: it ends
 
 
 class Outage:
@@ -70,3 +73,50 @@ class Outage:
             log.debug("sys/health probe: %s: %s", type(e).__name__, e)
         self.knocks = 0
         return False
+
+    def waiting(self, client: VaultClient, default: float, longest: float
+                ) -> Callable[[], Wait]:
+        """The patience of the requests sent meanwhile (VaultClient.patience): a Wait each."""
+        return lambda: Wait(self, client.answers, default, longest)
+
+
+class Wait:
+    """One request's patience once its timeout passed before its answer began (vault/http.py
+    asks it each time). A server that gives no answer at all may be frozen: the request is
+    queued there and will be processed when it wakes, and if the client has gone by then it
+    fails there ("context canceled"), while nothing else could be renewed meanwhile anyway. So
+    it waits on, `default` seconds at a time, while a probe (sys/health, on a connection of its
+    own, `default` seconds at most) gets no answer either; at most `longest` seconds in all
+    from the moment it was sent. When the probe is answered after Vault was silent (this
+    request's probes, or the failure before: the server has just woken), `default` seconds
+    more, once, for the answer queued behind it; when Vault answers the first probe, or the
+    probe fails otherwise (refused: a server that restarted never answers the old
+    connection), no more: the node holding the request hangs alone."""
+
+    __slots__ = ("default", "graced", "outage", "probe", "silent", "until")
+
+    def __init__(self, outage: Outage, probe: Callable[[float], None], default: float,
+                 longest: float):
+        self.outage, self.probe, self.default = outage, probe, default
+        self.until = time.monotonic() + longest
+        self.silent = self.graced = False
+
+    def __call__(self) -> float:
+        left = self.until - time.monotonic()
+        if left < SLACK or self.graced:
+            return 0.0
+        try:
+            self.probe(min(self.default, left))
+        except VaultError as e:
+            if not e.timed_out:
+                return 0.0
+            self.silent = True
+            log.debug("Vault still gives no answer (%s): waiting on", e)
+            return min(self.default, self.until - time.monotonic())
+        except Exception as e:  # noqa: BLE001 - a probe must never stop the daemon
+            log.debug("sys/health probe: %s: %s", type(e).__name__, e)
+            return 0.0
+        if not (self.silent or self.outage.silent):
+            return 0.0
+        self.graced = True
+        return min(self.default, self.until - time.monotonic())

@@ -42,7 +42,8 @@ frozen server holds one request per lease or token, not one per retry; a renewal
 the expiry it races (then a CHECK, not a second renewal); and no request, beyond --timeout,
 so long that whatever else ends first no longer has one --timeout request before its last
 margin. After a timeout the next attempt's timeout is doubled (up to 6 x --timeout, within the
-same limits).
+same limits). While Vault gives no answer at all, that last limit is lifted (longest_wait; the
+probing is outage.Wait's): nothing else can be renewed meanwhile.
 """
 
 from __future__ import annotations
@@ -75,6 +76,19 @@ def wait_timeout(default: float, now: float, soonest: float | None,
     longest = max(default * LONG_TIMEOUT, min(2 * timed_out, 2 * LONG_TIMEOUT * default))
     if soonest is not None:
         longest = min(longest, max(default, soonest - LAST_MARGIN - default - now))
+    return longest
+
+
+def longest_wait(default: float, now: float, entry: TokenEntry | SecretEntry | None) -> float:
+    """How long in all a request for `entry` may wait while Vault gives no answer at all (the
+    patience, outage.Wait): as long as wait_timeout allows with nothing else to race (when
+    nothing answers, nothing else can be renewed meanwhile); a renewal never past the end it
+    races."""
+    longest = wait_timeout(default, now, None, entry.timed_out if entry is not None else 0.0)
+    if entry is not None and entry.expires_at is not None and (
+            token_due(entry, now) if isinstance(entry, TokenEntry) else due(entry, now)
+    ) == Act.RENEW:
+        longest = min(longest, entry.expires_at - now)  # > LAST_MARGIN: a RENEW
     return longest
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rconfd_py.daemon.outage import MAX_KNOCKS, Outage
+from rconfd_py.daemon.outage import MAX_KNOCKS, Outage, Wait
 from rconfd_py.errors import VaultError
 
 
@@ -58,3 +58,59 @@ def test_a_probe_that_times_out_holds_the_request_back_a_few_times_at_most():
 def test_a_probe_failing_otherwise_lets_the_request_go(error):
     o = silent()
     assert not o.knock(Probe(error), 30) and o.knocks == 0
+
+
+# -- the patience: a request past its timeout, while Vault gives no answer at all ------------
+
+class Probes:
+    """A probe answering (None) or failing (an exception) in turn; each takes no time."""
+
+    def __init__(self, *outcomes):
+        self.outcomes, self.calls = list(outcomes), []
+
+    def __call__(self, timeout: float) -> None:
+        self.calls.append(timeout)
+        outcome = self.outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+
+NO_ANSWER = VaultError("GET /v1/sys/health: Vault did not answer in time", timed_out=True)
+
+
+def test_a_request_waits_on_while_the_probe_gets_no_answer_then_once_more_when_vault_wakes():
+    probe = Probes(NO_ANSWER, NO_ANSWER, None)
+    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, longest=30.0)
+    assert wait() == pytest.approx(2.0, abs=0.05)  # frozen: wait on, one timeout at a time
+    assert wait() == pytest.approx(2.0, abs=0.05)
+    assert wait() == pytest.approx(2.0, abs=0.05)  # woken: the answer queued behind the probe
+    assert wait() == 0.0 and len(probe.calls) == 3  # then no more, and no more probes
+    assert probe.calls == [pytest.approx(2.0, abs=0.05)] * 3
+
+
+def test_a_request_gives_up_when_vault_answers_the_first_probe():
+    """A server that answers while this request hangs (a node or a backend stuck): waiting
+    longer would only delay whatever else the daemon must renew."""
+    wait = Wait(Outage(lambda: 0.0), Probes(None), default=2.0, longest=30.0)
+    assert wait() == 0.0
+
+
+def test_a_request_gets_its_grace_when_an_earlier_request_found_vault_silent():
+    wait = Wait(silent(), Probes(None), default=2.0, longest=30.0)
+    assert wait() == pytest.approx(2.0, abs=0.05) and wait() == 0.0
+
+
+@pytest.mark.parametrize("error", [
+    VaultError("cannot reach Vault: Connection refused"),  # restarted: never answers the old one
+    RuntimeError("a bug in the probe"),
+])
+def test_a_probe_failing_otherwise_ends_the_wait(error):
+    assert Wait(silent(), Probes(error), default=2.0, longest=30.0)() == 0.0
+
+
+def test_the_wait_never_goes_past_its_longest():
+    probe = Probes(NO_ANSWER)
+    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, longest=0.5)
+    assert 0 < wait() <= 0.5 and probe.calls[0] <= 0.5  # the probe's timeout too
+    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, longest=0.0)
+    assert wait() == 0.0 and len(probe.calls) == 1  # nothing left: not even a probe

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import audit_request_paths
+from helpers import audit_entries, audit_request_paths
 from test_daemon import DB, in_process_daemon, read_json, role_valid
 
 from rconfd_py.daemon import policy
@@ -117,8 +119,8 @@ def test_while_vault_gives_no_answer_only_an_unaudited_probe_waits_at_the_server
 
 def test_revoke_on_exit_works_after_a_stop_signal_cut_a_request_short(tmp_path, vault_env, pg,
                                                                        stack):
-    """SIGTERM during a request (a probe, most often, while Vault is frozen) leaves the kept-
-    alive connection waiting for that answer; --revoke-on-exit must still revoke everything."""
+    """SIGTERM during a request while Vault is frozen leaves the kept-alive connection waiting
+    for that answer; --revoke-on-exit must still revoke everything."""
     d, entry = daemon(tmp_path, vault_env)
     user = read_json(tmp_path / "out" / "db.json")["user"]
 
@@ -129,11 +131,79 @@ def test_revoke_on_exit_works_after_a_stop_signal_cut_a_request_short(tmp_path, 
     old = signal.signal(signal.SIGALRM, stop)
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.3)
-        with pytest.raises(Stop):
-            d.pipeline.tokens.client.answers(5)
+        with pytest.raises(Stop):  # on the kept-alive connection the revokes use too
+            d.pipeline.tokens.client.request("GET", "sys/health", timeout=5)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
         os.kill(stack.bao_pid, signal.SIGCONT)
     revoke_all(d.pipeline)
     assert not role_valid(pg, user)
+
+
+def others_end_soon(d: Daemon, entry) -> None:
+    """The token ends soon: the lease's renewal gets only --timeout before it gives up, to
+    leave the token its own request (policy.wait_timeout)."""
+    role = entry.ref.role
+    d.timers.cancel(Timer(Kind.TOKEN, role))
+    token = d.ledger.tokens[role]
+    token.token = token.token._replace(
+        issued_at=time.time() + policy.LAST_MARGIN + TIMEOUT + 0.2 - token.token.ttl)
+    now = time.time()
+    assert policy.request_timeout(TIMEOUT, now, entry.expires_at,
+                                  d.ledger.soonest_end(now, but=entry)) == TIMEOUT
+
+
+def test_a_request_waits_on_past_its_timeout_while_vault_is_frozen_and_its_answer_is_used(
+        tmp_path, vault_env, pg, stack):
+    """Given up at its timeout, the renewal would still be processed when the server wakes
+    and fail there ("context canceled"), and be in doubt here: while a sys/health probe gets
+    no answer either, it waits on (outage.Wait) and takes its answer when the server wakes."""
+    d, entry = daemon(tmp_path, vault_env)
+    lease_id, end = entry.lease_id, entry.expires_at
+    others_end_soon(d, entry)
+    seen = len(audit_entries(stack.audit_log, "response"))
+    os.kill(stack.bao_pid, signal.SIGSTOP)
+    thaw = threading.Timer(2.5, os.kill, (stack.bao_pid, signal.SIGCONT))
+    thaw.start()
+    start = time.time()
+    try:
+        d._dispatch(Timer(Kind.SECRET, entry.ref))
+    finally:
+        thaw.join()
+        os.kill(stack.bao_pid, signal.SIGCONT)
+    assert time.time() - start >= 2.4  # past its 1 s timeout, until the server woke
+    assert not entry.error and not entry.in_doubt and not entry.timed_out
+    assert d.ledger.secrets[entry.ref] is entry and entry.lease_id == lease_id
+    assert entry.next.act == Act.RENEW and entry.expires_at >= end - 1
+    # sent once, answered without error; the probes (sys/health) are never audited
+    answered = audit_entries(stack.audit_log, "response")[seen:]
+    assert [e["request"]["path"] for e in answered] == ["sys/leases/renew"]
+    assert "error" not in answered[0], answered[0].get("error")
+
+
+def test_a_request_stuck_while_vault_answers_is_given_up_at_its_timeout(tmp_path, vault_env,
+                                                                          pg, stack):
+    """PostgreSQL frozen: OpenBao answers sys/health, but the lease's renewal hangs on the
+    database. Waiting longer would only hold up what else must be renewed: it gives up at its
+    timeout (and a probe), in doubt, as before the patience."""
+    d, entry = daemon(tmp_path, vault_env)
+    others_end_soon(d, entry)
+    frozen = postgres_processes(pg)
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    start = time.time()
+    try:
+        d._dispatch(Timer(Kind.SECRET, entry.ref))
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert time.time() - start < TIMEOUT + 0.9  # the probe's answer ended the wait
+    assert entry.in_doubt and entry.timed_out and "did not answer in time" in entry.error
+
+
+def postgres_processes(pg) -> list[int]:
+    """The postmaster and its children (the backends OpenBao's pool talks to)."""
+    out = subprocess.run(["pgrep", "-P", str(pg.pid)], capture_output=True, text=True,
+                         check=False).stdout
+    return [pg.pid, *map(int, out.split())]
