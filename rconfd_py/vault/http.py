@@ -69,8 +69,11 @@ class _Deadline(io.RawIOBase):
 
     def readinto(self, b):
         if self._conn.patience is not None and not self._conn.got:
-            self._await_answer()
-        left = self._conn.deadline - time.monotonic()
+            n = self._await_answer(b)
+            if n is not None:
+                self._conn.got += n
+                return n
+        left = self._conn.ask.deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("deadline")
         self._sock.settimeout(left)
@@ -78,20 +81,36 @@ class _Deadline(io.RawIOBase):
         self._conn.got += n or 0
         return n
 
-    def _await_answer(self):
-        """Until the answer begins or the deadline passes and `patience` (asked each time it
-        passes) gives no more time. The socket is polled, not read: a read that timed out
-        cannot be tried again (socket.SocketIO)."""
-        conn, poll = self._conn, select.poll()
-        poll.register(self._sock, select.POLLIN)
-        while not (isinstance(self._sock, ssl.SSLSocket) and self._sock.pending()):
-            left = conn.deadline - time.monotonic()
-            if left > 0 and poll.poll(left * 1000):
-                return
-            more = conn.patience()
-            if more <= 0:
-                return  # the read times out at once
-            conn.deadline = time.monotonic() + more
+    def _await_answer(self, b):
+        """The first bytes of the answer, read into `b` (their count; 0: closed), once they
+        come; None if the deadline passed and `patience` (asked each time it passes) gave no
+        more time (the read then times out at once), or if TLS holds bytes already decrypted
+        (read as usual). The socket is polled, then read without blocking: a read that timed
+        out cannot be tried again (socket.SocketIO), and a TLS socket polls readable for
+        records that carry no answer (TLS 1.3 session tickets)."""
+        conn, sock, poll = self._conn, self._sock, select.poll()
+        poll.register(sock, select.POLLIN)
+        while not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            left = conn.ask.deadline - time.monotonic()
+            if poll.poll(max(left, 0.0) * 1000):
+                n = self._now(sock, b)
+                if n is not None:
+                    return n
+            elif time.monotonic() >= conn.ask.deadline:
+                more = conn.patience()
+                if more <= 0:  # one last look: an answer that came during the probe is taken
+                    return self._now(sock, b) if poll.poll(0) else None
+                conn.ask.deadline = time.monotonic() + more
+        return None
+
+    @staticmethod
+    def _now(sock, b):
+        """What the socket holds now, without waiting (None: nothing of the answer yet)."""
+        sock.settimeout(0)
+        try:
+            return sock.recv_into(b)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
 
     def close(self):
         if not self.closed:
@@ -117,10 +136,20 @@ def _response_class(conn):
     return lambda sock, **kw: _Response(sock, conn, **kw)
 
 
+class _Ask:
+    """One request across its hops (redirects, a resend on a fresh connection): its deadline,
+    moved on by its patience (HTTPClient.patience's callable, or None)."""
+
+    __slots__ = ("deadline", "patience")
+
+    def __init__(self, deadline: float, patience: Callable[[], float] | None):
+        self.deadline, self.patience = deadline, patience
+
+
 class _HTTP(http.client.HTTPConnection):
-    deadline = 0.0
+    ask: _Ask
     got = 0  # bytes of the current answer received
-    patience = None  # the current request's (HTTPClient.patience), or None
+    patience = None  # the request's, once it is sent (never for a proxy's CONNECT answer)
     proxy = None  # the Proxy this connection goes to (absolute-URI requests), or None
     through = True  # False while connecting to the proxy (its failures name it)
 
@@ -130,7 +159,7 @@ class _HTTP(http.client.HTTPConnection):
 
 
 class _HTTPS(http.client.HTTPSConnection):
-    deadline = 0.0
+    ask: _Ask
     got = 0
     patience = None
     proxy = None  # the Proxy this connection tunnels through (CONNECT), or None
@@ -145,7 +174,7 @@ class _HTTPS(http.client.HTTPSConnection):
         http.client.HTTPConnection.connect(self)  # through a proxy: connect, then CONNECT
         self.through = True
         # the handshake gets what the connect left of the deadline, not a whole timeout again
-        self.sock.settimeout(max(self.deadline - time.monotonic(), 1e-3))
+        self.sock.settimeout(max(self.ask.deadline - time.monotonic(), 1e-3))
         # the name checked is Vault's (the tunnel's end), never the proxy's
         self.sock = self._context.wrap_socket(
             self.sock, server_hostname=self.server_name or self._tunnel_host or self.host)
@@ -223,14 +252,14 @@ class HTTPClient:
     def request(self, method: str, path: str, *, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float | None = None,
                 idempotent: bool = False) -> Response:
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        ask = _Ask(time.monotonic() + (self.timeout if timeout is None else timeout),
+                   self.patience() if self.patience is not None else None)
         hdrs = {**self.headers, **(headers or {})}
         if body is not None:
             hdrs["Content-Type"] = "application/json"
         url = self.base + path
-        wait = self.patience() if self.patience is not None else None
         for _ in range(MAX_REDIRECTS + 1):
-            resp, location = self._once(method, url, body, hdrs, deadline, idempotent, wait)
+            resp, location = self._once(method, url, body, hdrs, ask, idempotent)
             if location is None:
                 return resp
             try:
@@ -245,24 +274,24 @@ class HTTPClient:
             url = new
         raise TransportError(f"more than {MAX_REDIRECTS} redirects")
 
-    def _once(self, method, url, body, headers, deadline, idempotent, wait):
+    def _once(self, method, url, body, headers, ask, idempotent):
         u = urlsplit(url)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
         try:
-            return self._exchange(u, method, target, body, headers, deadline, wait)
+            return self._exchange(u, method, target, body, headers, ask)
         except _Stale:
             if not idempotent:
                 raise TransportError("connection closed by the server before an answer (not "
                                      "sent again: the request is not safe to repeat)") from None
             # nothing was answered on a connection the server had closed: send again, fresh
             try:
-                return self._exchange(u, method, target, body, headers, deadline, wait)
+                return self._exchange(u, method, target, body, headers, ask)
             except _Stale:
                 raise TransportError("connection closed by the server") from None
 
-    def _exchange(self, u, method, target, body, headers, deadline, wait):
+    def _exchange(self, u, method, target, body, headers, ask):
         conn = self._conn(u.scheme, u.hostname, u.port)
-        conn.deadline, conn.got, conn.patience = deadline, 0, wait
+        conn.ask, conn.got, conn.patience = ask, 0, None
         reused = conn.sock is not None
         plain_proxy = conn.proxy is not None and u.scheme == "http"
         if plain_proxy:  # an absolute URI to the proxy, its credentials on every request
@@ -270,7 +299,7 @@ class HTTPClient:
             if conn.proxy.authorization:
                 headers = {**headers, "Proxy-Authorization": conn.proxy.authorization}
         try:
-            left = deadline - time.monotonic()
+            left = ask.deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
             if not reused:
@@ -279,9 +308,11 @@ class HTTPClient:
                 conn.connect()
                 conn.through = True
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                left = deadline - time.monotonic()
+                left = ask.deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError
+            # Vault's answer from here on (not a proxy's answer to CONNECT), with patience
+            conn.got, conn.patience = 0, ask.patience
             conn.sock.settimeout(left)  # the send (sendall's timeout is for the whole send)
             conn.request(method, target, body=body, headers=headers)
             resp = conn.getresponse()

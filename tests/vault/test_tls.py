@@ -231,19 +231,43 @@ def bao_tls(tmp_path_factory):
                     pass
             assert time.monotonic() < deadline and proc.poll() is None, "bao -dev-tls not up"
             time.sleep(0.2)
-        yield url, str(d / "vault-ca.pem")
+        yield url, str(d / "vault-ca.pem"), proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
 
 
 def test_openbao_dev_tls_with_vault_cacert(bao_tls, pki):
-    url, ca = bao_tls
+    url, ca, _ = bao_tls
     s = Settings.build({}, {"VAULT_ADDR": url, "VAULT_CACERT": ca})
     c = VaultClient(s.url, cacert=s.cacert if s.cacert_given else None)
     assert c.request("GET", "auth/token/lookup-self", token="root")["data"]["id"] == "root"
     fails(VaultClient(url, cacert=pki["ca"]), "TLS: unknown certificate authority")
     fails(VaultClient(url, cacert=ca, tls_server_name="vault.example.com"), "hostname mismatch")
+
+
+def test_a_request_to_a_frozen_openbao_over_tls_waits_on_for_its_answer(bao_tls):
+    """The daemon's patience (daemon/outage.py) over TLS, the probes on TLS connections of
+    their own: the request cut short at 0.5 s gets its answer when the server wakes at 1.5 s."""
+    import signal
+    import threading
+
+    from rconfd_py.daemon.outage import Outage
+
+    url, ca, pid = bao_tls
+    c = VaultClient(url, cacert=ca, timeout=0.5)
+    assert c.request("GET", "auth/token/lookup-self", token="root")["data"]["id"] == "root"
+    c.patience = Outage(lambda: 0.0).waiting(c, 0.5, 5.0)
+    os.kill(pid, signal.SIGSTOP)
+    thaw = threading.Timer(1.5, os.kill, (pid, signal.SIGCONT))
+    thaw.start()
+    start = time.monotonic()
+    try:
+        answer = c.request("GET", "auth/token/lookup-self", token="root")
+    finally:
+        thaw.join()
+        os.kill(pid, signal.SIGCONT)
+    assert answer["data"]["id"] == "root" and time.monotonic() - start >= 1.4
 
 
 # -- through the command line: the variables reach the client ---------------------------------

@@ -329,13 +329,19 @@ class Patience:
         return wait
 
 
-def test_patience_keeps_a_request_waiting_past_its_deadline_for_its_late_answer(raw):
-    def script(srv, sock, n):
-        while (req := srv.read_request(sock)) is not None:
-            time.sleep(0.8)  # a server frozen for a while: the request waits in it
-            sock.sendall(answer({"data": {"path": req[1]}}))
-    srv = raw(script)
-    c = VaultClient(srv.url, timeout=0.3)
+def late(srv, sock, n):
+    while (req := srv.read_request(sock)) is not None:
+        time.sleep(0.8)  # a server frozen for a while: the request waits in it
+        sock.sendall(answer({"data": {"path": req[1]}}))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https-tls1.3"])
+def test_patience_keeps_a_request_waiting_past_its_deadline_for_its_late_answer(raw, tmp_path,
+                                                                                tls):
+    """Over TLS 1.3 the server's session tickets make the socket readable before any answer:
+    they must not end the wait."""
+    srv = raw(late, tls=self_signed(tmp_path) if tls else None)
+    c = VaultClient(srv.url, timeout=0.3, cacert=str(tmp_path / "cert.pem") if tls else None)
     c.patience = patience = Patience(0.2)
     start = time.monotonic()
     assert c.request("PUT", "sys/leases/renew", body={"lease_id": "x"}) == \
@@ -385,3 +391,54 @@ def test_patience_is_not_asked_once_the_answer_has_begun(raw):
     finally:
         stop.set()
     assert time.monotonic() - start < 2.0 and patience.asked == 0
+
+
+def test_an_answer_that_came_during_the_last_probe_is_taken(raw):
+    """Patience that gives no more time after a probe of its own: the answer that arrived
+    meanwhile is read, not thrown away (a credential minted for nothing, a renewal in doubt)."""
+    srv = raw(lambda srv, sock, n: (srv.read_request(sock), time.sleep(0.5),
+                                    sock.sendall(answer({"data": {"v": 1}}))))
+    c = VaultClient(srv.url, timeout=0.3)
+
+    def probe_then_no_more():
+        time.sleep(0.5)  # the probe: the answer comes meanwhile
+        return 0.0
+    c.patience = lambda: probe_then_no_more
+    assert c.request("GET", "kv/data/x") == {"data": {"v": 1}}
+
+
+def test_a_redirect_after_a_patient_wait_keeps_the_time_it_was_given(raw):
+    def script(srv, sock, n):
+        while (req := srv.read_request(sock)) is not None:
+            if req[1] == "/v1/a":
+                time.sleep(0.8)
+                sock.sendall(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /v1/b\r\n"
+                             b"Content-Length: 0\r\n\r\n")
+            else:
+                sock.sendall(answer({"data": {"path": req[1]}}))
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=0.3)
+    c.patience = Patience(0.3)
+    assert c.request("GET", "a")["data"]["path"] == "/v1/b"
+
+
+def test_a_proxy_slow_to_answer_connect_gets_no_patience(raw):
+    """Patience is for Vault's answer to a request it holds; a proxy that does not answer
+    CONNECT has queued nothing at Vault: it fails at the deadline."""
+    stop = threading.Event()
+
+    def script(srv, sock, n):
+        srv.read_request(sock)
+        stop.wait(5)
+    proxy = raw(script)
+    c = VaultClient("https://vault.example:8200", timeout=0.4,
+                    proxy_env={"HTTPS_PROXY": proxy.url})
+    c.patience = patience = Patience(0.3)
+    start = time.monotonic()
+    try:
+        with pytest.raises(VaultError, match="timed out"):
+            c.request("GET", "kv/data/x")
+    finally:
+        stop.set()
+    assert time.monotonic() - start < 1.0 and patience.asked == 0
+    assert proxy.requests[0][0] == "CONNECT"
