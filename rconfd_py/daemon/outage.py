@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_KNOCKS = 3  # probes in a row without answer before a request goes anyway
 SLACK = 0.1  # a request with less patience left than this (s) is not probed for: it ends
+PAUSE = 1.0  # a probe answered only after this long (s; or half its timeout) found Vault waking
 
 
 class Outage:
@@ -76,8 +77,10 @@ class Outage:
 
     def waiting(self, client: VaultClient, default: float, longest: float
                 ) -> Callable[[], Wait]:
-        """The patience of the requests sent meanwhile (VaultClient.patience): a Wait each."""
-        return lambda: Wait(self, client.answers, default, longest)
+        """The patience of the requests sent meanwhile (VaultClient.patience): a Wait each,
+        all of them ending `longest` seconds from now at the latest."""
+        until = time.monotonic() + longest
+        return lambda: Wait(self, client.answers, default, until)
 
 
 class Wait:
@@ -86,23 +89,23 @@ class Wait:
     queued there and will be processed when it wakes, and if the client has gone by then it
     fails there ("context canceled"), while nothing else could be renewed meanwhile anyway. So
     it waits on, `default` seconds at a time, while a probe (sys/health, on a connection of its
-    own, `default` seconds at most) gets no answer either; at most `longest` seconds in all
-    from the moment it was sent. When the probe is answered after Vault was silent (this
-    request's probes, or the failure before: the server has just woken), `default` seconds
-    more, once, for the answer queued behind it; when Vault answers the first probe, or the
-    probe fails otherwise (refused: a server that restarted never answers the old
-    connection), no more: the node holding the request hangs alone."""
+    own, `default` seconds at most) gets no answer either, until `until` (time.monotonic) at
+    the latest. When Vault wakes (a probe answered after others went unanswered, or after a
+    pause of its own, or after the failure before this request got none), `default` seconds
+    more, once, for the answer queued behind. When Vault answers the first probe at once, or
+    the probe fails otherwise (refused: a server that restarted never answers the old
+    connection), no more: the node or backend holding the request is stuck alone."""
 
     __slots__ = ("default", "graced", "outage", "probe", "silent", "until")
 
     def __init__(self, outage: Outage, probe: Callable[[float], None], default: float,
-                 longest: float):
-        self.outage, self.probe, self.default = outage, probe, default
-        self.until = time.monotonic() + longest
+                 until: float):
+        self.outage, self.probe, self.default, self.until = outage, probe, default, until
         self.silent = self.graced = False
 
     def __call__(self) -> float:
-        left = self.until - time.monotonic()
+        sent = time.monotonic()
+        left = self.until - sent
         if left < SLACK or self.graced:
             return 0.0
         try:
@@ -116,7 +119,8 @@ class Wait:
         except Exception as e:  # noqa: BLE001 - a probe must never stop the daemon
             log.debug("sys/health probe: %s: %s", type(e).__name__, e)
             return 0.0
-        if not (self.silent or self.outage.silent):
+        paused = time.monotonic() - sent >= min(PAUSE, self.default / 2)
+        if not (self.silent or paused or self.outage.silent):
             return 0.0
         self.graced = True
         return min(self.default, self.until - time.monotonic())

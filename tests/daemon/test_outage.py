@@ -4,6 +4,8 @@ against a frozen OpenBao are in test_timeout_recovery.py."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from rconfd_py.daemon.outage import MAX_KNOCKS, Outage, Wait
@@ -63,13 +65,14 @@ def test_a_probe_failing_otherwise_lets_the_request_go(error):
 # -- the patience: a request past its timeout, while Vault gives no answer at all ------------
 
 class Probes:
-    """A probe answering (None) or failing (an exception) in turn; each takes no time."""
+    """A probe answering (None) or failing (an exception) in turn; each takes `takes` s."""
 
-    def __init__(self, *outcomes):
-        self.outcomes, self.calls = list(outcomes), []
+    def __init__(self, *outcomes, takes: float = 0.0):
+        self.outcomes, self.calls, self.takes = list(outcomes), [], takes
 
     def __call__(self, timeout: float) -> None:
         self.calls.append(timeout)
+        time.sleep(self.takes)
         outcome = self.outcomes.pop(0)
         if outcome is not None:
             raise outcome
@@ -80,7 +83,7 @@ NO_ANSWER = VaultError("GET /v1/sys/health: Vault did not answer in time", timed
 
 def test_a_request_waits_on_while_the_probe_gets_no_answer_then_once_more_when_vault_wakes():
     probe = Probes(NO_ANSWER, NO_ANSWER, None)
-    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, longest=30.0)
+    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, until=time.monotonic() + 30.0)
     assert wait() == pytest.approx(2.0, abs=0.05)  # frozen: wait on, one timeout at a time
     assert wait() == pytest.approx(2.0, abs=0.05)
     assert wait() == pytest.approx(2.0, abs=0.05)  # woken: the answer queued behind the probe
@@ -91,12 +94,20 @@ def test_a_request_waits_on_while_the_probe_gets_no_answer_then_once_more_when_v
 def test_a_request_gives_up_when_vault_answers_the_first_probe():
     """A server that answers while this request hangs (a node or a backend stuck): waiting
     longer would only delay whatever else the daemon must renew."""
-    wait = Wait(Outage(lambda: 0.0), Probes(None), default=2.0, longest=30.0)
+    wait = Wait(Outage(lambda: 0.0), Probes(None), default=2.0, until=time.monotonic() + 30.0)
     assert wait() == 0.0
 
 
+def test_a_request_gets_its_grace_when_vault_wakes_during_its_first_probe():
+    """The probe answered only after a pause: the server was silent until then (it woke
+    while the probe waited), and the request's own answer is queued behind."""
+    wait = Wait(Outage(lambda: 0.0), Probes(None, takes=0.6), default=1.0,
+                until=time.monotonic() + 30.0)
+    assert wait() == pytest.approx(1.0, abs=0.05) and wait() == 0.0
+
+
 def test_a_request_gets_its_grace_when_an_earlier_request_found_vault_silent():
-    wait = Wait(silent(), Probes(None), default=2.0, longest=30.0)
+    wait = Wait(silent(), Probes(None), default=2.0, until=time.monotonic() + 30.0)
     assert wait() == pytest.approx(2.0, abs=0.05) and wait() == 0.0
 
 
@@ -105,12 +116,12 @@ def test_a_request_gets_its_grace_when_an_earlier_request_found_vault_silent():
     RuntimeError("a bug in the probe"),
 ])
 def test_a_probe_failing_otherwise_ends_the_wait(error):
-    assert Wait(silent(), Probes(error), default=2.0, longest=30.0)() == 0.0
+    assert Wait(silent(), Probes(error), default=2.0, until=time.monotonic() + 30.0)() == 0.0
 
 
-def test_the_wait_never_goes_past_its_longest():
+def test_the_wait_never_goes_past_its_end():
     probe = Probes(NO_ANSWER)
-    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, longest=0.5)
+    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, until=time.monotonic() + 0.5)
     assert 0 < wait() <= 0.5 and probe.calls[0] <= 0.5  # the probe's timeout too
-    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, longest=0.0)
+    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, until=time.monotonic() + 0.0)
     assert wait() == 0.0 and len(probe.calls) == 1  # nothing left: not even a probe
