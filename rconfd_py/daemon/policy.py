@@ -42,8 +42,9 @@ frozen server holds one request per lease or token, not one per retry; a renewal
 the expiry it races (then a CHECK, not a second renewal); and no request, beyond --timeout,
 so long that whatever else ends first no longer has one --timeout request before its last
 margin. After a timeout the next attempt's timeout is doubled (up to 6 x --timeout, within the
-same limits). While Vault gives no answer at all, that last limit is lifted (longest_wait; the
-probing is outage.Wait's): nothing else can be renewed meanwhile.
+same limits). While Vault gives no answer at all, a request waits on up to 6 x --timeout
+whatever else ends (longest_wait; the probing is outage.Wait's): nothing else can be renewed
+meanwhile.
 """
 
 from __future__ import annotations
@@ -80,11 +81,12 @@ def wait_timeout(default: float, now: float, soonest: float | None,
 
 
 def longest_wait(default: float, now: float, entry: TokenEntry | SecretEntry | None) -> float:
-    """How long in all a request for `entry` may wait while Vault gives no answer at all (the
-    patience, outage.Wait): as long as wait_timeout allows with nothing else to race (when
-    nothing answers, nothing else can be renewed meanwhile); a renewal never past the end it
-    races."""
-    longest = wait_timeout(default, now, None, entry.timed_out if entry is not None else 0.0)
+    """How long in all the requests of `entry`'s timer may wait while Vault gives no answer at
+    all (the patience, outage.Wait): as long as the longest wait_timeout, 2 x LONG_TIMEOUT x
+    default, whatever else ends first (when nothing answers, nothing else can be renewed
+    meanwhile; a request given up would be processed when the server wakes, and fail there);
+    a renewal never past the end it races."""
+    longest = 2 * LONG_TIMEOUT * default
     if entry is not None and entry.expires_at is not None and (
             token_due(entry, now) if isinstance(entry, TokenEntry) else due(entry, now)
     ) == Act.RENEW:

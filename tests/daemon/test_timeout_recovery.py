@@ -161,7 +161,7 @@ def test_a_request_waits_on_past_its_timeout_while_vault_is_frozen_and_its_answe
     """Given up at its timeout, the renewal would still be processed when the server wakes
     and fail there ("context canceled"), and be in doubt here: while a sys/health probe gets
     no answer either, it waits on (outage.Wait) and takes its answer when the server wakes.
-    Its timeout is 1 s (others_end_soon), its probe's too, its patience 3 s in all."""
+    Its timeout is 1 s (others_end_soon), its probe's too, its patience 6 s in all."""
     d, entry = daemon(tmp_path, vault_env)
     lease_id, end = entry.lease_id, entry.expires_at
     others_end_soon(d, entry)
