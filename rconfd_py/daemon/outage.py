@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_KNOCKS = 3  # probes in a row without answer before a request goes anyway
 SLACK = 0.1  # a request with less patience left than this (s) is not probed for: it ends
-PAUSE = 1.0  # a probe answered only after this long (s; or half its timeout) found Vault waking
+PAUSE = 1.0  # s: the least a request waits for its answer once Vault answered its probe
 
 
 class Outage:
@@ -90,11 +90,12 @@ class Wait:
     fails there ("context canceled"), while nothing else could be renewed meanwhile anyway. So
     it waits on, `default` seconds at a time, while a probe (sys/health, on a connection of its
     own, `default` seconds at most) gets no answer either, until `until` (time.monotonic) at
-    the latest. When Vault wakes (a probe answered after others went unanswered, or after a
-    pause of its own, or after the failure before this request got none), `default` seconds
-    more, once, for the answer queued behind. When Vault answers the first probe at once, or
-    the probe fails otherwise (refused: a server that restarted never answers the old
-    connection), no more: the node or backend holding the request is stuck alone."""
+    the latest. A probe answered gives the request one more wait, once: `default` seconds when
+    Vault had been silent (this request's probes, or the failure before it got none: the
+    answer is queued behind at a server that just woke); otherwise twice as long as the probe
+    took, at least PAUSE (Vault may have woken during the probe; if not, the node or backend
+    holding the request is stuck alone, and that is all it costs). A probe that fails
+    otherwise (refused: a server that restarted never answers the old connection) ends it."""
 
     __slots__ = ("default", "graced", "outage", "probe", "silent", "until")
 
@@ -119,8 +120,7 @@ class Wait:
         except Exception as e:  # noqa: BLE001 - a probe must never stop the daemon
             log.debug("sys/health probe: %s: %s", type(e).__name__, e)
             return 0.0
-        paused = time.monotonic() - sent >= min(PAUSE, self.default / 2)
-        if not (self.silent or paused or self.outage.silent):
-            return 0.0
+        now = time.monotonic()
         self.graced = True
-        return min(self.default, self.until - time.monotonic())
+        more = self.default if self.silent or self.outage.silent else max(PAUSE, 2 * (now - sent))
+        return min(self.default, more, self.until - now)

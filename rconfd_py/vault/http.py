@@ -6,7 +6,8 @@ What it adds to http.client:
   left, so a server dripping one byte a second fails at the deadline;
 - patience: a request sent whose answer has not begun by the deadline asks the caller's
   `patience` whether to wait longer (the daemon probes whether Vault answers at all: a frozen
-  server processes the request when it wakes, and one given up on fails there then);
+  server processes the request when it wakes, and one given up on fails there then); an answer
+  that begins that late gets the request's timeout again for the rest of it;
 - interim 1xx answers are all skipped (http.client skips only 100 Continue);
 - a truncated body (chunked or Content-Length), an answer larger than MAX_BODY, headers that
   never end: TransportError (no complete answer, transient for the caller);
@@ -87,20 +88,27 @@ class _Deadline(io.RawIOBase):
         more time (the read then times out at once), or if TLS holds bytes already decrypted
         (read as usual). The socket is polled, then read without blocking: a read that timed
         out cannot be tried again (socket.SocketIO), and a TLS socket polls readable for
-        records that carry no answer (TLS 1.3 session tickets)."""
+        records that carry no answer (TLS 1.3 session tickets). An answer that begins after
+        the request's first deadline gets its own timeout again for the rest of it."""
         conn, sock, poll = self._conn, self._sock, select.poll()
         poll.register(sock, select.POLLIN)
+        late = False
         while not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
             left = conn.ask.deadline - time.monotonic()
-            if poll.poll(max(left, 0.0) * 1000):
-                n = self._now(sock, b)
-                if n is not None:
-                    return n
-            elif time.monotonic() >= conn.ask.deadline:
-                more = conn.patience()
+            n = self._now(sock, b) if poll.poll(max(left, 0.0) * 1000) else None
+            if n is None and time.monotonic() >= conn.ask.deadline:
+                late, more = True, conn.patience()
                 if more <= 0:  # one last look: an answer that came during the probe is taken
-                    return self._now(sock, b) if poll.poll(0) else None
-                conn.ask.deadline = time.monotonic() + more
+                    n = self._now(sock, b) if poll.poll(0) else None
+                    if n is None:
+                        return None
+                else:
+                    conn.ask.deadline = time.monotonic() + more
+            if n is not None:
+                if late:
+                    conn.ask.deadline = max(conn.ask.deadline,
+                                            time.monotonic() + conn.ask.timeout)
+                return n
         return None
 
     @staticmethod
@@ -140,10 +148,11 @@ class _Ask:
     """One request across its hops (redirects, a resend on a fresh connection): its deadline,
     moved on by its patience (HTTPClient.patience's callable, or None)."""
 
-    __slots__ = ("deadline", "patience")
+    __slots__ = ("deadline", "patience", "timeout")
 
-    def __init__(self, deadline: float, patience: Callable[[], float] | None):
-        self.deadline, self.patience = deadline, patience
+    def __init__(self, timeout: float, patience: Callable[[], float] | None):
+        self.timeout, self.patience = timeout, patience
+        self.deadline = time.monotonic() + timeout
 
 
 class _HTTP(http.client.HTTPConnection):
@@ -252,7 +261,7 @@ class HTTPClient:
     def request(self, method: str, path: str, *, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float | None = None,
                 idempotent: bool = False) -> Response:
-        ask = _Ask(time.monotonic() + (self.timeout if timeout is None else timeout),
+        ask = _Ask(self.timeout if timeout is None else timeout,
                    self.patience() if self.patience is not None else None)
         hdrs = {**self.headers, **(headers or {})}
         if body is not None:

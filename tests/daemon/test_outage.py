@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rconfd_py.daemon.outage import MAX_KNOCKS, Outage, Wait
+from rconfd_py.daemon.outage import MAX_KNOCKS, PAUSE, Outage, Wait
 from rconfd_py.errors import VaultError
 
 
@@ -91,19 +91,24 @@ def test_a_request_waits_on_while_the_probe_gets_no_answer_then_once_more_when_v
     assert probe.calls == [pytest.approx(2.0, abs=0.05)] * 3
 
 
-def test_a_request_gives_up_when_vault_answers_the_first_probe():
-    """A server that answers while this request hangs (a node or a backend stuck): waiting
-    longer would only delay whatever else the daemon must renew."""
-    wait = Wait(Outage(lambda: 0.0), Probes(None), default=2.0, until=time.monotonic() + 30.0)
-    assert wait() == 0.0
+def test_a_request_waits_only_briefly_when_vault_answers_the_first_probe_at_once():
+    """A server that answers while this request hangs (a node or a backend stuck): PAUSE more
+    (in case it had just woken), then no more: waiting longer would only delay whatever else
+    the daemon must renew."""
+    probe = Probes(None)
+    wait = Wait(Outage(lambda: 0.0), probe, default=2.0, until=time.monotonic() + 30.0)
+    assert wait() == pytest.approx(PAUSE, abs=0.05) and wait() == 0.0 and len(probe.calls) == 1
 
 
-def test_a_request_gets_its_grace_when_vault_wakes_during_its_first_probe():
-    """The probe answered only after a pause: the server was silent until then (it woke
-    while the probe waited), and the request's own answer is queued behind."""
-    wait = Wait(Outage(lambda: 0.0), Probes(None, takes=0.6), default=1.0,
+def test_a_request_waits_twice_as_long_as_a_slow_first_probe():
+    """A probe answered only after a while: the server may have woken during it, and the
+    request's own answer, queued behind, comes about as late again."""
+    wait = Wait(Outage(lambda: 0.0), Probes(None, takes=0.8), default=2.0,
                 until=time.monotonic() + 30.0)
-    assert wait() == pytest.approx(1.0, abs=0.05) and wait() == 0.0
+    assert 1.55 <= wait() <= 2.0 and wait() == 0.0
+    wait = Wait(Outage(lambda: 0.0), Probes(None, takes=0.8), default=1.0,
+                until=time.monotonic() + 30.0)
+    assert wait() == pytest.approx(1.0, abs=0.05)  # never more than one timeout
 
 
 def test_a_request_gets_its_grace_when_an_earlier_request_found_vault_silent():

@@ -19,6 +19,7 @@ from test_daemon import DB, in_process_daemon, read_json, role_valid
 
 from rconfd_py.daemon import policy
 from rconfd_py.daemon.loop import Daemon
+from rconfd_py.daemon.outage import PAUSE
 from rconfd_py.daemon.policy import Act
 from rconfd_py.daemon.revoke import revoke_all
 from rconfd_py.daemon.signals import Stop
@@ -188,8 +189,9 @@ def test_a_request_waits_on_past_its_timeout_while_vault_is_frozen_and_its_answe
 def test_a_request_stuck_while_vault_answers_is_given_up_at_its_timeout(tmp_path, vault_env,
                                                                           pg, stack):
     """PostgreSQL frozen: OpenBao answers sys/health, but the lease's renewal hangs on the
-    database. Waiting longer would only hold up what else must be renewed: it gives up at its
-    timeout (and a probe), in doubt, as before the patience."""
+    database. Waiting longer would only hold up what else must be renewed: it gives up after
+    its timeout, a probe answered at once and PAUSE (1 s), in doubt; not after its patience
+    (6 s)."""
     d, entry = daemon(tmp_path, vault_env)
     others_end_soon(d, entry)
     frozen = postgres_processes(pg)
@@ -201,7 +203,7 @@ def test_a_request_stuck_while_vault_answers_is_given_up_at_its_timeout(tmp_path
     finally:
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
-    assert time.time() - start < TIMEOUT + 0.9  # the probe's answer ended the wait
+    assert time.time() - start < TIMEOUT + PAUSE + 1.5  # the probe's answer ended the wait
     assert entry.in_doubt and entry.timed_out and "did not answer in time" in entry.error
 
 

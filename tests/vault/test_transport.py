@@ -353,8 +353,12 @@ def test_patience_keeps_a_request_waiting_past_its_deadline_for_its_late_answer(
                                                                                 tls):
     """Over TLS 1.3 the server's session tickets make the socket readable before any answer:
     they must not end the wait."""
-    srv = raw(late, tls=self_signed(tmp_path) if tls else None)
-    c = VaultClient(srv.url, timeout=0.3, cacert=str(tmp_path / "cert.pem") if tls else None)
+    context = None
+    if tls:
+        context = self_signed(tmp_path)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3  # and its session tickets
+    srv = raw(late, tls=context)
+    c = VaultClient(srv.url, timeout=0.5, cacert=str(tmp_path / "cert.pem") if tls else None)
     c.patience = patience = Patience(0.2)
     start = time.monotonic()
     assert c.request("PUT", "sys/leases/renew", body={"lease_id": "x"}) == \
@@ -378,18 +382,26 @@ def test_patience_that_gives_no_more_time_ends_the_request_at_its_deadline(raw):
     assert patience.asked == 2  # once more time, then none
 
 
-def test_an_answer_that_came_during_the_last_probe_is_taken(raw):
+@pytest.mark.parametrize("size", [1, 20000], ids=["one-read", "many-reads"])
+def test_an_answer_that_came_during_the_last_probe_is_taken(raw, size):
     """Patience that gives no more time after a probe of its own: the answer that arrived
-    meanwhile is read, not thrown away (a credential minted for nothing, a renewal in doubt)."""
-    srv = raw(lambda srv, sock, n: (srv.read_request(sock), time.sleep(0.5),
-                                    sock.sendall(answer({"data": {"v": 1}}))))
+    meanwhile is read, all of it (a credential minted for nothing, a renewal in doubt
+    otherwise), though the request's deadline has passed."""
+    def script(srv, sock, n):
+        srv.read_request(sock)
+        time.sleep(0.5)
+        data = answer({"data": {"v": "x" * size}})
+        sock.sendall(data[:100])  # two sends, the body larger than one read
+        time.sleep(0.05)
+        sock.sendall(data[100:])
+    srv = raw(script)
     c = VaultClient(srv.url, timeout=0.3)
 
     def probe_then_no_more():
-        time.sleep(0.5)  # the probe: the answer comes meanwhile
+        time.sleep(0.6)  # the probe: the answer comes meanwhile
         return 0.0
     c.patience = lambda: probe_then_no_more
-    assert c.request("GET", "kv/data/x") == {"data": {"v": 1}}
+    assert c.request("GET", "kv/data/x") == {"data": {"v": "x" * size}}
 
 
 def test_a_redirect_after_a_patient_wait_keeps_the_time_it_was_given(raw):
