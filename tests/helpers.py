@@ -13,6 +13,17 @@ import pytest
 REQUIRE_ALL_ENV = "RCONFD_REQUIRE_ALL"
 
 
+def default_signals() -> None:
+    """preexec_fn for a supervisor the tests start (s6-svscan, s6-supervise): the signals back
+    to their defaults. A signal ignored here (SIGHUP when the tests run under nohup) would stay
+    ignored in every service it starts, which cannot trap it then (POSIX shells)."""
+    import signal
+
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+                signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def require_all() -> bool:
     """True when missing optional tools must fail the run instead of skipping (CI)."""
     return os.environ.get(REQUIRE_ALL_ENV) == "1"

@@ -379,7 +379,7 @@ def test_a_rejected_check_and_a_dry_run_reload_no_real_s6_service(tmp_path):
     import signal
     import subprocess
 
-    from helpers import require_binaries
+    from helpers import default_signals, require_binaries
 
     bins = require_binaries("s6-supervise")
     svc = tmp_path / "svc"
@@ -388,7 +388,8 @@ def test_a_rejected_check_and_a_dry_run_reload_no_real_s6_service(tmp_path):
     hook_script(svc, "run", f"trap 'echo hup >> {applog}' HUP\necho start >> {applog}\n"
                             "while :; do sleep 0.1; done\n")
     sup = subprocess.Popen([bins["s6-supervise"], str(svc)], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
+                           stderr=subprocess.DEVNULL, start_new_session=True,
+                           preexec_fn=default_signals)
     try:
         deadline = time.time() + 10
         while not (applog.exists() and (svc / "supervise" / "control").exists()):

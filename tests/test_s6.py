@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import require_binaries
+from helpers import default_signals, require_binaries
 
 from rconfd_py.notify import s6_control
 
@@ -114,7 +114,8 @@ def test_rconfd_under_s6(scan, vault_env, stack):
            "RCONFD_TOKEN_PATH": vault_env["VAULT_JWT_PATH"], "RCONFD_POLL": "1",
            "RCONFD_STATE_DIR": "none"}  # independent of other runs
     svscan = subprocess.Popen(["s6-svscan", str(scandir)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp_path / "svscan.log", "w"))
+                              stderr=open(tmp_path / "svscan.log", "w"),
+                              preexec_fn=default_signals)
     try:
         # the dependent starts only once the files exist (its run script retries until then)
         wait_for(lambda: log.exists() and "start" in log.read_text(), 30, "app start")
@@ -181,7 +182,7 @@ def test_nothing_leased_keeps_the_service_up_with_s6_pause(scan):
     (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {"dir": str(out)}}))
     env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "RCONFD_DIR": str(cfg)}
     svscan = subprocess.Popen(["s6-svscan", str(scandir)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, preexec_fn=default_signals)
     try:
         wait_for(lambda: log.exists() and "start" in log.read_text(), 30, "app start")
         wait_for(lambda: "sleep infinity" in _cmdline(int(svstat(scandir / "rconfd", "pid") or 0)),
