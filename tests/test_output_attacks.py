@@ -231,6 +231,7 @@ def test_kill_9_at_random_points_never_leaves_a_torn_file(shared_tmp, tmp_path):
     whole = {v: (v * 16384 + "\n") for v in versions}
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     env = {k: v for k, v in env.items() if not k.startswith(("RCONFD_", "VAULT_"))}
+    env["RCONFD_STATE_DIR"] = env["RCONFD_STATUS_FILE"] = "none"  # not the machine's /run
     assert subprocess.run([sys.executable, "-m", "rconfd_py", "-d", str(cfg)],
                           env={**env, "V": versions[0]}, timeout=60).returncode == 0
     rng = random.Random(os.environ.get("RCONFD_TEST_SEED", "9"))

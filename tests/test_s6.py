@@ -112,7 +112,7 @@ def test_rconfd_under_s6(scan, vault_env, stack):
            "PATH": f"{shims}:{os.environ['PATH']}", "RCONFD_DIR": str(cfg),
            "VAULT_ADDR": vault_env["VAULT_ADDR"], "RCONFD_LOGIN_PATH": "/auth/jwt/login",
            "RCONFD_TOKEN_PATH": vault_env["VAULT_JWT_PATH"], "RCONFD_POLL": "1",
-           "RCONFD_STATE_DIR": "none"}  # independent of other runs
+           "RCONFD_STATE_DIR": "none", "RCONFD_STATUS_FILE": "none"}  # independent of other runs
     svscan = subprocess.Popen(["s6-svscan", str(scandir)], env=env, stdout=subprocess.DEVNULL,
                               stderr=open(tmp_path / "svscan.log", "w"),
                               preexec_fn=default_signals)
@@ -180,7 +180,8 @@ def test_nothing_leased_keeps_the_service_up_with_s6_pause(scan):
     cfg.mkdir()
     (cfg / "t.jsonnet").write_text("{ 'app.conf': 'static' }")
     (cfg / "a.json").write_text(json.dumps({"t.jsonnet": {"dir": str(out)}}))
-    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "RCONFD_DIR": str(cfg)}
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "RCONFD_DIR": str(cfg),
+           "RCONFD_STATE_DIR": "none", "RCONFD_STATUS_FILE": "none"}  # not the machine's /run
     svscan = subprocess.Popen(["s6-svscan", str(scandir)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, preexec_fn=default_signals)
     try:
