@@ -130,7 +130,8 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", metavar="SECONDS", type=float,
                    help="deadline of each Vault request: connect, send and the complete "
                         "answer; the daemon waits up to 3x this while nothing it holds is "
-                        "about to expire (10)")
+                        "about to expire, and up to 6x while Vault answers no probe "
+                        "(frozen) (10)")
     p.add_argument("--idle-exec", metavar="CMD",
                    help="daemon with nothing leased: replace rconfd-py with CMD (e.g. s6-pause) "
                         "instead of exiting 0, so the supervised process stays the one s6 "
