@@ -234,8 +234,9 @@ def test_a_standby_that_redirects_is_followed(ha, tmp_path, pg):
     with contextlib.suppress(TimeoutError):
         wait_until(lambda: sum(p in "".join(redirected()) for p in (
             "/v1/auth/jwt/login", "/v1/database/creds/mydb")) == 2, 5, interval=0.1)
-    assert any("/v1/auth/jwt/login" in ln for ln in redirected()), redirected()
-    assert any("/v1/database/creds/mydb" in ln for ln in redirected()), redirected()
+    seen = "\n".join(ha.haproxy.log.read_text().splitlines()[log_before:])  # for the message
+    assert any("/v1/auth/jwt/login" in ln for ln in redirected()), f"{seen}\n{r.err}"
+    assert any("/v1/database/creds/mydb" in ln for ln in redirected()), f"{seen}\n{r.err}"
 
     # daemon mode: the lease is renewed through the redirect
     since = time.time()
