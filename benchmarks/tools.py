@@ -83,10 +83,13 @@ def install(work: Path, python: str | None = None) -> str:
 
 
 def rconfd_argv(cfg: Path, addr: str, jwt: Path, *extra: str) -> list[str]:
-    """Every start from scratch (--state-dir none) unless `extra` names a state dir."""
+    """Every start from scratch (--state-dir none) unless `extra` names a state dir. A daemon
+    keeps its status file next to its config (each container writes its own; never the
+    machine's /run/rconfd-py, shared by every daemon of a fleet)."""
     state = () if "--state-dir" in extra else ("--state-dir", "none")
+    status = () if "--status-file" in extra else ("--status-file", str(cfg.parent / "status.json"))
     return [*RCONFD, "-d", str(cfg), "-u", addr, "-l", "/auth/jwt/login", "-t", str(jwt),
-            *state, *extra]
+            *state, *status, *extra]
 
 
 def rconfd_config(work: Path, out: Path) -> Path:

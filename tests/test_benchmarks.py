@@ -144,3 +144,13 @@ def test_a_short_restarts_round_counts_mints(tmp_path, stack, pg):
             assert minted == ((0, 0) if "no state" not in name else (2, 2)), (name, r)
     assert results["bao agent SIGKILL"]["db_users"] == 2
     assert "| rconfd-py SIGKILL, state | 0 | 0 |" in restarts.table(results)
+
+
+def test_benchmark_daemons_keep_their_status_out_of_the_machines_run(tmp_path):
+    from benchmarks import tools
+
+    argv = tools.rconfd_argv(tmp_path / "d1" / "rconfd", "http://x", tmp_path / "jwt", "-D")
+    assert argv[argv.index("--status-file") + 1] == str(tmp_path / "d1" / "status.json")
+    assert argv[argv.index("--state-dir") + 1] == "none"
+    mine = tools.rconfd_argv(tmp_path / "c", "http://x", tmp_path / "jwt", "--status-file", "s")
+    assert mine.count("--status-file") == 1
