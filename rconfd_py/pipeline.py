@@ -85,33 +85,30 @@ class Pipeline:
                                             self.clock, supplied)
         return self.sources.vault
 
-    @contextmanager
     def vault_patience(self, factory):
         """Vault requests made meanwhile may wait past their timeout as `factory` decides
         (VaultClient.patience; the daemon's: daemon/outage.py)."""
-        client = self._client
-        if client is None:
-            yield
-            return
-        before, client.patience = client.patience, factory
-        try:
-            yield
-        finally:
-            client.patience = before
+        return self._on_client("patience", factory)
 
-    @contextmanager
     def vault_timeout(self, seconds: float | None):
         """Vault requests made meanwhile time out after `seconds` (None: --timeout). The daemon
         waits longer for an answer when nothing it holds is about to expire (policy.py)."""
+        return self._on_client("timeout", seconds)
+
+    @contextmanager
+    def _on_client(self, name: str, value):
+        """The Vault client's `name` set to `value` meanwhile (None: left as it is, and so
+        when there is no client yet)."""
         client = self._client
-        if seconds is None or client is None:
+        if value is None or client is None:
             yield
             return
-        before, client.timeout = client.timeout, seconds
+        before = getattr(client, name)
+        setattr(client, name, value)
         try:
             yield
         finally:
-            client.timeout = before
+            setattr(client, name, before)
 
     def fetch(self, refs: Iterable[SecretRef]) -> dict[SecretRef, Secret]:
         """Fetch each ref once, concurrently; store and return them. On failure, log every

@@ -180,12 +180,15 @@ class Daemon(TokenHandlers):
                 key not in self.timers:
             self.timers.set(key, self.clock() + policy.PERMANENT_CAP)  # never lose a timer
 
+    def _entry(self, key: Timer):
+        """The ledger entry of a token or secret timer (None: not held yet)."""
+        return (self.ledger.tokens if key.kind == Kind.TOKEN else self.ledger.secrets).get(
+            key.subject)
+
     def _patient(self, key: Timer):
         """While a token or secret timer's requests run: each waits past its timeout while
         Vault gives no answer at all (outage.Wait), up to policy.longest_wait."""
-        entry = (self.ledger.tokens if key.kind == Kind.TOKEN else self.ledger.secrets).get(
-            key.subject)
-        longest = policy.longest_wait(self.settings.timeout, self.clock(), entry)
+        longest = policy.longest_wait(self.settings.timeout, self.clock(), self._entry(key))
         return self.pipeline.vault_patience(self.outage.waiting(
             self.pipeline.tokens.client, self.settings.timeout, longest))
 
@@ -199,8 +202,7 @@ class Daemon(TokenHandlers):
         if held:
             now = self.clock()
             self.timers.set(key, now)
-            entry = (self.ledger.tokens if key.kind == Kind.TOKEN else self.ledger.secrets).get(
-                key.subject)
+            entry = self._entry(key)
             if entry is not None:  # failing too, as status and metrics tell
                 entry.failed(f"held back: {self.outage.probe_error}", now, entry.timed_out)
         return held
