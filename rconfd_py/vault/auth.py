@@ -65,9 +65,10 @@ def login(client: VaultClient, login_path: str, role: str, jwt: str, now: float)
     except VaultError as e:
         raise e.prefixed(f"login as role {role!r} failed") from None
     auth = answer.get("auth") if isinstance(answer.get("auth"), dict) else {}
-    if not auth.get("client_token"):
+    if not auth.get("client_token") or not isinstance(auth["client_token"], str):
         raise VaultError(f"login as role {role!r}: no token in Vault's answer")
-    return Token(role=role, client_token=auth["client_token"], accessor=auth.get("accessor", ""),
+    return Token(role=role, client_token=auth["client_token"],
+                 accessor=auth["accessor"] if isinstance(auth.get("accessor"), str) else "",
                  ttl=seconds(auth, "lease_duration", where=f"login as role {role!r}"),
                  renewable=bool(auth.get("renewable")), issued_at=now)
 

@@ -21,7 +21,9 @@ def test_a_duration_is_a_finite_number_of_seconds(answer, expected):
     assert seconds(answer, "lease_duration", where="x") == expected
 
 
-@pytest.mark.parametrize("value", ["60", float("inf"), float("nan"), True, {"s": 1}])
+@pytest.mark.parametrize("value", ["60", float("inf"), float("nan"), True, {"s": 1},
+                                   10 ** 400, 1e300],  # too large for a float, for select()
+                         ids=["str", "inf", "nan", "bool", "object", "int-400-digits", "1e300"])
 def test_anything_else_is_a_vault_error_naming_the_request(value):
     with pytest.raises(VaultError, match=r"^auth/token/lookup-self: Vault's answer has a "
                                          r"data.ttl that is not a number of seconds"):

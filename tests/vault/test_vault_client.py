@@ -23,6 +23,7 @@ class Handler(BaseHTTPRequestHandler):
     seen: list = []
     connections = 0  # one handler instance per TCP connection
     ttl: object = 0
+    token: object = "s.good"
 
     def setup(self):
         Handler.connections += 1
@@ -86,6 +87,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         elif p == "/v1/sys/leases/lookup":  # a misbehaving node: the TTL the test chose
             self._json(200, {"data": {"ttl": Handler.ttl}})
+        elif p == "/v1/auth/jwt/login":  # a misbehaving node: the token the test chose
+            self._json(200, {"auth": {"client_token": Handler.token, "accessor": ["a"]}})
         elif p == "/v1/close":
             self._json(200, {"data": {"n": 1}}, close=True)
         else:
@@ -151,7 +154,8 @@ def test_an_answer_nested_thousands_deep_is_a_vault_error_not_a_crash(server):
         VaultClient(server).request("GET", "deep")
 
 
-@pytest.mark.parametrize("ttl", ["3600", float("inf"), True, [1]])
+@pytest.mark.parametrize("ttl", ["3600", float("inf"), True, [1], 10 ** 400, 1e300],
+                         ids=["str", "inf", "bool", "list", "int-400-digits", "1e300"])
 def test_a_junk_duration_in_an_answer_is_a_vault_error_naming_the_request(server, ttl):
     from rconfd_py.vault.leases import lookup_lease
 
@@ -161,6 +165,17 @@ def test_a_junk_duration_in_an_answer_is_a_vault_error_naming_the_request(server
         lookup_lease(VaultClient(server), "t", "lease/1")
     Handler.ttl = 42
     assert lookup_lease(VaultClient(server), "t", "lease/1") == 42.0
+
+
+@pytest.mark.parametrize("token", [["s.x"], 5, {"t": 1}, ""])
+def test_a_token_that_is_not_a_string_is_a_vault_error(server, token):
+    from rconfd_py.vault.auth import login
+
+    Handler.token = token
+    with pytest.raises(VaultError, match=r"^login as role 'r': no token in Vault's answer$"):
+        login(VaultClient(server), "auth/jwt/login", "r", "jwt", 0.0)
+    Handler.token = "s.good"
+    assert login(VaultClient(server), "auth/jwt/login", "r", "jwt", 0.0).accessor == ""
 
 
 def test_timeouts_dropped_and_refused_connections_are_transient(server):
