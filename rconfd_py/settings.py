@@ -71,7 +71,11 @@ PROXY_ENV = frozenset(("VAULT_PROXY_ADDR", "VAULT_HTTP_PROXY", "HTTP_PROXY", "HT
 def _credential(name: str, value: str) -> bool:
     if name in CREDENTIAL_ENV:
         return True
-    return name in PROXY_ENV and "@" in value.split("://", 1)[-1].split("/", 1)[0]
+    if name not in PROXY_ENV:
+        return False
+    from .vault.proxy import credentials  # only when a command is run
+
+    return bool(credentials(value))
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -256,6 +256,7 @@ def test_commands_it_runs_never_get_a_credential_from_its_environment(tmp_path):
     env = {"VAULT_TOKEN": "hvs.a-token-never-passed-on", "MY_JWT": "eyJ.never.passed",
            "RCONFD_TOKEN": "eyJ.neither.passed", "KEEP_ME": "kept",
            "HTTPS_PROXY": "http://user:pw-never-passed@127.0.0.1:1",
+           "ALL_PROXY": "http://u:pw/raw-never-passed@127.0.0.1:1",  # a raw / in it
            "http_proxy": "http://127.0.0.1:3128"}
     r = rconfd("-d", cfg, "-T", "MY_JWT", env=env)
     assert r.rc == 0, r.err
@@ -263,3 +264,4 @@ def test_commands_it_runs_never_get_a_credential_from_its_environment(tmp_path):
         assert "KEEP_ME=kept" in seen and "http_proxy=http://127.0.0.1:3128" in seen
         assert "hvs.a-token" not in seen and "eyJ.never" not in seen, seen
         assert "eyJ.neither" not in seen and "pw-never-passed" not in seen, seen
+        assert "raw-never-passed" not in seen, seen

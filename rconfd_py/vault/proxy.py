@@ -44,7 +44,7 @@ def parse_proxy(text: str, what: str) -> Proxy:
         text = "http://" + text
     # the credentials before the last @ hold a secret: a raw / # ? or a non-ASCII character
     # there is refused before parsing (a parser would cut or quote them in its error)
-    userinfo = text.split("://", 1)[1].rpartition("@")[0]
+    userinfo = credentials(text)
     if userinfo and (any(c in userinfo for c in "/#?") or not userinfo.isascii()
                      or not userinfo.isprintable()):
         raise ConfigError(f"{what}: not a proxy URL (percent-encode / # ? @ and non-ASCII "
@@ -70,6 +70,12 @@ def parse_proxy(text: str, what: str) -> Proxy:
         auth = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
     shown = f"[{host}]" if ":" in host else host
     return Proxy(host, port, auth, f"http://{shown}:{port}")
+
+
+def credentials(text: str) -> str:
+    """What a proxy URL holds before the last @ of its authority ("" if nothing): its
+    user:password. Read before any URL parsing, which would cut it at a raw / # or ?."""
+    return text.split("://", 1)[-1].rpartition("@")[0]
 
 
 def proxy_password(text: str) -> str | None:
