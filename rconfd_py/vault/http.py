@@ -69,7 +69,7 @@ class _Deadline(io.RawIOBase):
         return True
 
     def readinto(self, b):
-        if self._conn.patience is not None and not self._conn.got:
+        if self._conn.sent and self._conn.ask.patience is not None and not self._conn.got:
             n = self._await_answer(b)
             if n is not None:
                 self._conn.got += n
@@ -97,7 +97,7 @@ class _Deadline(io.RawIOBase):
             left = conn.ask.deadline - time.monotonic()
             n = self._now(sock, b) if poll.poll(max(left, 0.0) * 1000) else None
             if n is None and time.monotonic() >= conn.ask.deadline:
-                late, more = True, conn.patience()
+                late, more = True, conn.ask.patience()
                 if more <= 0:  # one last look: an answer that came during the probe is taken
                     n = self._now(sock, b) if poll.poll(0) else None
                     if n is None:
@@ -158,7 +158,7 @@ class _Ask:
 class _HTTP(http.client.HTTPConnection):
     ask: _Ask
     got = 0  # bytes of the current answer received
-    patience = None  # the request's, once it is sent (never for a proxy's CONNECT answer)
+    sent = False  # the request is sent: Vault's answer is read (not a proxy's to CONNECT)
     proxy = None  # the Proxy this connection goes to (absolute-URI requests), or None
     through = True  # False while connecting to the proxy (its failures name it)
 
@@ -170,7 +170,7 @@ class _HTTP(http.client.HTTPConnection):
 class _HTTPS(http.client.HTTPSConnection):
     ask: _Ask
     got = 0
-    patience = None
+    sent = False
     proxy = None  # the Proxy this connection tunnels through (CONNECT), or None
     through = True
 
@@ -300,7 +300,7 @@ class HTTPClient:
 
     def _exchange(self, u, method, target, body, headers, ask):
         conn = self._conn(u.scheme, u.hostname, u.port)
-        conn.ask, conn.got, conn.patience = ask, 0, None
+        conn.ask, conn.got, conn.sent = ask, 0, False
         reused = conn.sock is not None
         plain_proxy = conn.proxy is not None and u.scheme == "http"
         if plain_proxy:  # an absolute URI to the proxy, its credentials on every request
@@ -321,7 +321,7 @@ class HTTPClient:
                 if left <= 0:
                     raise TimeoutError
             # Vault's answer from here on (not a proxy's answer to CONNECT), with patience
-            conn.got, conn.patience = 0, ask.patience
+            conn.got, conn.sent = 0, True
             conn.sock.settimeout(left)  # the send (sendall's timeout is for the whole send)
             conn.request(method, target, body=body, headers=headers)
             resp = conn.getresponse()
