@@ -68,6 +68,13 @@ class _Entry:
         self.timed_out = timed_out
         return self.failures
 
+    def waiting(self, message: str, now: float) -> None:
+        """Its request still waits for an answer past its timeout (the daemon's patience): shown
+        as failing in status and metrics meanwhile, counted only once the request fails."""
+        if self.error_since is None:
+            self.error_since = now
+        self.error = message
+
     def succeeded(self) -> None:
         self.failures = 0
         self.error = ""

@@ -188,9 +188,16 @@ class Daemon(TokenHandlers):
     def _patient(self, key: Timer):
         """While a token or secret timer's requests run: each waits past its timeout while
         Vault gives no answer at all (outage.Wait), up to policy.longest_wait."""
-        longest = policy.longest_wait(self.settings.timeout, self.clock(), self._entry(key))
+        entry = self._entry(key)
+        longest = policy.longest_wait(self.settings.timeout, self.clock(), entry)
+
+        def silent(why: str) -> None:  # status and metrics show the wait, not a healthy entry
+            if entry is not None:
+                entry.waiting(f"waiting for an answer: {why}", self.clock())
+            self.reporting.report()
+
         return self.pipeline.vault_patience(self.outage.waiting(
-            self.pipeline.tokens.client, self.settings.timeout, longest))
+            self.pipeline.tokens.client, self.settings.timeout, longest, silent))
 
     def _knocked(self, key: Timer) -> bool:
         """True if Vault gave no answer to the probe before this request (outage.knock): the

@@ -75,12 +75,13 @@ class Outage:
         self.knocks = 0
         return False
 
-    def waiting(self, client: VaultClient, default: float, longest: float
-                ) -> Callable[[], Wait]:
+    def waiting(self, client: VaultClient, default: float, longest: float,
+                silent: Callable[[str], None]) -> Callable[[], Wait]:
         """The patience of the requests sent meanwhile (VaultClient.patience): a Wait each,
-        all of them ending `longest` seconds from now at the latest."""
+        all of them ending `longest` seconds from now at the latest; `silent(why)` is told each
+        time a probe gets no answer, so that status can show the wait."""
         until = time.monotonic() + longest
-        return lambda: Wait(self, client.answers, default, until)
+        return lambda: Wait(self, client.answers, default, until, silent)
 
 
 class Wait:
@@ -97,11 +98,12 @@ class Wait:
     holding the request is stuck alone, and that is all it costs). A probe that fails
     otherwise (refused: a server that restarted never answers the old connection) ends it."""
 
-    __slots__ = ("default", "graced", "outage", "probe", "silent", "until")
+    __slots__ = ("default", "graced", "outage", "probe", "silent", "tell", "until")
 
     def __init__(self, outage: Outage, probe: Callable[[float], None], default: float,
-                 until: float):
+                 until: float, tell: Callable[[str], None] = lambda why: None):
         self.outage, self.probe, self.default, self.until = outage, probe, default, until
+        self.tell = tell
         self.silent = self.graced = False
 
     def __call__(self) -> float:
@@ -116,6 +118,7 @@ class Wait:
                 return 0.0
             self.silent = True
             log.debug("Vault still gives no answer (%s): waiting on", e)
+            self.tell(str(e))
             return min(self.default, self.until - time.monotonic())
         except Exception as e:  # noqa: BLE001 - a probe must never stop the daemon
             log.debug("sys/health probe: %s: %s", type(e).__name__, e)

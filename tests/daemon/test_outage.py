@@ -91,6 +91,14 @@ def test_a_request_waits_on_while_the_probe_gets_no_answer_then_once_more_when_v
     assert probe.calls == [pytest.approx(2.0, abs=0.05)] * 3
 
 
+def test_each_unanswered_probe_is_told_so_that_status_shows_the_wait():
+    told = []
+    wait = Wait(Outage(lambda: 0.0), Probes(NO_ANSWER, NO_ANSWER, None), default=2.0,
+                until=time.monotonic() + 30.0, tell=told.append)
+    wait(), wait(), wait()
+    assert told == [str(NO_ANSWER)] * 2  # not for the answered one
+
+
 def test_a_request_waits_only_briefly_when_vault_answers_the_first_probe_at_once():
     """A server that answers while this request hangs (a node or a backend stuck): PAUSE more
     (in case it had just woken), then no more: waiting longer would only delay whatever else

@@ -257,7 +257,7 @@ def test_a_request_to_a_frozen_openbao_over_tls_waits_on_for_its_answer(bao_tls)
     url, ca, pid = bao_tls
     c = VaultClient(url, cacert=ca, timeout=0.5)
     assert c.request("GET", "auth/token/lookup-self", token="root")["data"]["id"] == "root"
-    c.patience = Outage(lambda: 0.0).waiting(c, 0.5, 5.0)
+    c.patience = Outage(lambda: 0.0).waiting(c, 0.5, 5.0, lambda why: None)
     os.kill(pid, signal.SIGSTOP)
     thaw = threading.Timer(1.5, os.kill, (pid, signal.SIGCONT))
     thaw.start()
