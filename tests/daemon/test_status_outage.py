@@ -72,7 +72,9 @@ def test_status_and_healthz_through_a_vault_outage(tmp_path, vault_env, pg, stac
                 # nothing alive is left to race) has not failed yet
                 return (rc == 1 and "EXPIRED" in lines[i] and i + 1 < len(lines)
                         and "FAILING since" in lines[i + 1] and out)
-            out = d.wait_for(outage_seen, 25, "the lease expired in `status`", step=1)
+            # up to 3 knocks, then a request waiting with patience (6 x the 2 s timeout; status
+            # shows it as failing from its first unanswered probe)
+            out = d.wait_for(outage_seen, 40, "the lease expired in `status`", step=1)
             lines = out.splitlines()
             i = lines.index(db_line(out))
             assert "FAILING since" in lines[i + 1]  # the failing secret and its error
