@@ -38,23 +38,29 @@ class TemplateError(RconfdError):
 
 class VaultError(RconfdError):
     """A Vault request failed. `status` is the HTTP status (0: no answer); `timed_out`: no
-    answer within the request's timeout, so the server may still process the request."""
+    answer within the request's timeout, so the server may still process the request;
+    `withheld`: Vault asked for the request's body only when it was no longer worth sending
+    (a renewal whose lease had ended meanwhile, vault/http.py's commit): Vault never saw it."""
 
     exit_code = EXIT_VAULT
 
-    def __init__(self, message: str, status: int = 0, timed_out: bool = False):
+    def __init__(self, message: str, status: int = 0, timed_out: bool = False,
+                 withheld: bool = False):
         super().__init__(message)
         self.status = status
         self.timed_out = timed_out
+        self.withheld = withheld
 
     def prefixed(self, text: str) -> VaultError:
-        """The same failure (status, timed out) told with `text: ` before it."""
-        return VaultError(f"{text}: {self}", self.status, self.timed_out)
+        """The same failure (status, timed out, withheld) told with `text: ` before it."""
+        return VaultError(f"{text}: {self}", self.status, self.timed_out, self.withheld)
 
     @property
     def transient(self) -> bool:
-        """True when retrying may help: no answer, 5xx, or 429."""
-        return self.status == 0 or self.status >= 500 or self.status == 429
+        """True when retrying may help: no answer, 5xx, or 429 (not a request withheld: the
+        same request would be withheld again)."""
+        return (self.status == 0 and not self.withheld) or self.status >= 500 \
+            or self.status == 429
 
 
 class SourceError(RconfdError):

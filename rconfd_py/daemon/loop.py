@@ -282,14 +282,15 @@ class Daemon(TokenHandlers):
 
             granted, ttl, sent, now = self.renewal.send(
                 entry, str(ref), None if check else
-                lambda t: leases.renew_lease(store.client, token(), entry.lease_id,
-                                             entry.asked, timeout=t),
+                lambda t, go: leases.renew_lease(store.client, token(), entry.lease_id,
+                                                 entry.asked, timeout=t, commit=go),
                 lambda t: leases.lookup_lease(store.client, token(), entry.lease_id, timeout=t),
                 400)
         except VaultError as e:
             if not self._renewal_retried(entry, e, policy.lease_renewal_failed,
                                          f"{ref}: renewing", self.plans.secret):
-                log.info("%s: lease renewal refused (%s): fetching a new secret", ref, e)
+                log.info("%s: lease renewal %s (%s): fetching a new secret", ref,
+                         "not sent" if e.withheld else "refused", e)
                 entry.renew = False
                 self._refetch(ref)
             return

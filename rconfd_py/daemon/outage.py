@@ -32,7 +32,8 @@ class Outage:
 
     def failed(self, what: str, e: RconfdError) -> None:
         if isinstance(e, VaultError):
-            self.silent = e.status == 0  # an HTTP answer, even an error, is not silence
+            # an HTTP answer, even an error or a 100 Continue (withheld), is not silence
+            self.silent = e.status == 0 and not e.withheld
         if isinstance(e, VaultError) and e.transient:
             if self.since is None:
                 self.since = self.clock()

@@ -14,6 +14,8 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 | asked (max TTL near)                   | token's life since its login; REFETCH at 75-90 % of  |
 |                                        | the grant (leases)                                   |
 | renewal refused (4xx)                  | RELOGIN now (tokens); REFETCH now (leases)           |
+| Vault asks for a renewal's body (100   | not sent (worth_sending), RELOGIN / REFETCH now: it  |
+| Continue) inside its last 2 s          | would land after the end (a freeze) and fail there   |
 | renewal answered after (or within 1 s  | believed only if a lookup says it lives; else        |
 | of) the known end                      | RELOGIN / REFETCH now                                |
 | due inside the last 2 s                | RELOGIN / REFETCH instead of renewing; CHECK first   |
@@ -103,6 +105,13 @@ def request_timeout(default: float, now: float, deadline: float | None,
     if deadline is not None:
         longest = min(longest, deadline - now)
     return max(MIN_TIMEOUT, longest)
+
+
+def worth_sending(expires_at: float | None, now: float) -> bool:
+    """Whether a renewal's body still goes when Vault asks for it (its 100 Continue, after a
+    freeze perhaps): not inside the last margin, where the lease or token is replaced instead
+    (a renewal that lands after the end fails, and Vault would log the failure)."""
+    return expires_at is None or now < expires_at - LAST_MARGIN
 
 
 def not_before(entry: TokenEntry | SecretEntry, when: float, now: float,

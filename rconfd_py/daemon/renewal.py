@@ -1,7 +1,10 @@
-"""One renewal (or CHECK lookup) at a time, racing an expiry: its timeout from the policy, the
-clock read after the answer, a late answer believed only if a lookup says the lease or token
-lives, and the outcome recorded in the ledger entry (a timeout leaves the renewal in doubt: it
-may still land, so the entry is looked up before it is replaced)."""
+"""One renewal (or CHECK lookup) at a time, racing an expiry: its timeout from the policy, its
+body sent only when Vault asks for it and only while the policy says it is still worth it
+(policy.worth_sending: a renewal of a lease that ended while the server was frozen is never
+sent, it would fail there), the clock read after the answer, a late answer believed only if a
+lookup says the lease or token lives, and the outcome recorded in the ledger entry (a timeout
+leaves the renewal in doubt: it may still land, so the entry is looked up before it is
+replaced)."""
 
 from __future__ import annotations
 
@@ -37,8 +40,9 @@ class Renewal:
              gone_status: int):
         """Send a renewal racing `entry`'s end (its timeout never outlasts it) and believe an
         answer that came late only if `lookup` says it lives; `renew` None: a CHECK, the lookup
-        alone. Return (answer, ttl from the lookup or None, when it was sent, when it was
-        answered); a failure is recorded (timed out: in doubt) and raised (VaultError)."""
+        alone; it is called with the timeout and the commit (VaultClient.request's). Return
+        (answer, ttl from the lookup or None, when it was sent, when it was answered); a
+        failure is recorded (timed out: in doubt) and raised (VaultError)."""
         sent = self.clock()
         timeout = policy.request_timeout(self.settings.timeout, sent, entry.expires_at,
                                          self.ledger.soonest_end(sent, but=entry),
@@ -46,7 +50,9 @@ class Renewal:
             if renew else self.wait_timeout(entry)
         try:
             with self.signals:
-                answer, ttl = (renew(timeout), None) if renew else (None, lookup(timeout))
+                answer, ttl = (renew(timeout, lambda: policy.worth_sending(
+                    entry.expires_at, self.clock())), None) if renew else \
+                    (None, lookup(timeout))
                 now = self.clock()  # the answer's time decides whether to believe it
                 if renew and not policy.renewal_trusted(entry.expires_at, now):
                     timeout = self.wait_timeout(entry)

@@ -33,12 +33,14 @@ class TokenHandlers:
         try:
             new, ttl, sent, now = self.renewal.send(
                 entry, f"role {role}: token", None if check else
-                lambda t: renew_self(store.client, entry.token, entry.asked, self.clock(), t),
+                lambda t, go: renew_self(store.client, entry.token, entry.asked, self.clock(),
+                                         t, go),
                 lambda t: lookup_self(store.client, entry.token, timeout=t), 403)
         except VaultError as e:
             if not self._renewal_retried(entry, e, policy.token_renewal_failed,
                                          f"renewing the token of role {role}", self.plans.token):
-                log.info("role %s: token renewal refused (%s): logging in again", role, e)
+                log.info("role %s: token renewal %s (%s): logging in again", role,
+                         "not sent" if e.withheld else "refused", e)
                 self._relogin(role)
             return
         if ttl is not None:

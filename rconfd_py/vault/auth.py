@@ -74,11 +74,12 @@ def login(client: VaultClient, login_path: str, role: str, jwt: str, now: float)
 
 
 def renew_self(client: VaultClient, token: Token, increment: float, now: float,
-               timeout: float | None = None) -> Token:
+               timeout: float | None = None, commit=None) -> Token:
     """auth/token/renew-self; the returned Token carries the granted TTL from `now` (when the
-    request was sent)."""
+    request was sent). `commit`: VaultClient.request's."""
     answer = client.request("POST", "auth/token/renew-self", token=token.client_token,
-                            body={"increment": f"{int(increment)}s"}, timeout=timeout)
+                            body={"increment": f"{int(increment)}s"}, timeout=timeout,
+                            commit=commit)
     auth = answer.get("auth") if isinstance(answer.get("auth"), dict) else {}
     return Token(role=token.role, client_token=token.client_token, accessor=token.accessor,
                  ttl=seconds(auth, "lease_duration", where="auth/token/renew-self"),

@@ -133,12 +133,14 @@ class VaultClient:
     def request(self, method: str, path: str, *, token: str | None = None,
                 body: dict | None = None, params: dict | None = None,
                 timeout: float | None = None, idempotent: bool | None = None,
-                via: HTTPClient | None = None) -> dict:
+                via: HTTPClient | None = None, commit=None) -> dict:
         """Call `/v1/PATH`; return the decoded JSON answer ({} for 204).
 
         `idempotent`: whether the request may be sent again after a kept-alive connection was
         dropped before any answer (default: repeatable(method, path)). `via`: another
-        transport than this client's (a probe's, answers()).
+        transport than this client's (a probe's, answers()). `commit`: a callable; the body is
+        held until Vault asks for it (100 Continue) and sent only if `commit()` then says it
+        is still worth it (vault/http.py); else VaultError(withheld).
 
         Raise VaultError naming the path and Vault's own message; status 0 means no answer.
         """
@@ -158,8 +160,14 @@ class VaultClient:
             resp = (via or self._http).request(
                 method, target, timeout=timeout, idempotent=idempotent,
                 headers={"X-Vault-Token": token} if token else None,
-                body=json.dumps(body).encode() if body is not None else None)
+                body=json.dumps(body).encode() if body is not None else None, commit=commit)
         except TransportError as e:
+            if e.withheld:
+                raise VaultError(f"{where}: not sent: Vault asked for it only when it was no "
+                                 "longer worth it", withheld=True) from None
+            if e.unsent:  # nothing reached Vault: not in doubt
+                raise VaultError(f"{where}: Vault did not answer in time (not sent: it never "
+                                 f"asked for the request's body; {self.base})") from None
             if e.timeout:  # "proxy http://host:port: timed out": stuck at the proxy
                 via = f"; {e}" if str(e).startswith("proxy ") else ""
                 raise VaultError(f"{where}: Vault did not answer in time ({self.base}{via})",

@@ -17,7 +17,14 @@ What it adds to http.client:
   http;
 - after a kept-alive connection the server had dropped, a request is sent again only when the
   caller says it is safe to repeat (`idempotent`): a request that mints (a login, pki/issue,
-  database/creds) may have been done by the server, sending it again would mint twice.
+  database/creds) may have been done by the server, sending it again would mint twice;
+- the commit (`commit`, for a request with a body): the headers go with `Expect: 100-continue`
+  and the body is held until Vault's `100 Continue` shows it is reading this request now; then
+  `commit()` decides whether it is still worth sending (a renewal whose lease ended while the
+  server was frozen is not: sent, it would fail there). A body never sent is a request Vault
+  never saw (OpenBao audits nothing of it). Until a 100 has been seen on this client, the body
+  goes after EXPECT_WAIT without one (RFC 9110 15.2.1: a proxy may not pass it on); a path that
+  answered without any 100, or a 417, ends the commit on this client.
 
 Cost (README, "Dependencies"): http.client imports ssl and email; measured on a one-shot run.
 One persistent connection per thread and per origin (the engine fetches from a few threads).
@@ -44,14 +51,22 @@ if TYPE_CHECKING:
 MAX_BODY = 64 * 1024 * 1024
 MAX_REDIRECTS = 3
 REDIRECTS = (301, 302, 303, 307, 308)
+EXPECT_WAIT = 1.0  # s: the wait for a 100 Continue before the body goes anyway, until one came
 
 
 class TransportError(Exception):
-    """No (complete) answer: connection refused or reset, timeout, TLS failure, cut short."""
+    """No (complete) answer: connection refused or reset, timeout, TLS failure, cut short.
+    `unsent`: the body was held back (the commit), so Vault never saw the request; `withheld`:
+    held back because `commit()` said so (Vault had asked for it)."""
 
-    def __init__(self, message: str, timeout: bool = False):
+    def __init__(self, message: str, timeout: bool = False, unsent: bool = False,
+                 withheld: bool = False):
         super().__init__(message)
-        self.timeout = timeout
+        self.timeout, self.unsent, self.withheld = timeout, unsent or withheld, withheld
+
+
+class _Withheld(Exception):
+    """Vault asked for the body (100 Continue) and commit() said it is no longer worth it."""
 
 
 Response = namedtuple("Response", "status reason body")
@@ -69,7 +84,8 @@ class _Deadline(io.RawIOBase):
         return True
 
     def readinto(self, b):
-        if self._conn.sent and self._conn.ask.patience is not None and not self._conn.got:
+        if self._conn.sent and not self._conn.got and (
+                self._conn.ask.patience is not None or self._conn.held is not None):
             n = self._await_answer(b)
             if n is not None:
                 self._conn.got += n
@@ -89,15 +105,24 @@ class _Deadline(io.RawIOBase):
         (read as usual). The socket is polled, then read without blocking: a read that timed
         out cannot be tried again (socket.SocketIO), and a TLS socket polls readable for
         records that carry no answer (TLS 1.3 session tickets). An answer that begins after
-        the request's first deadline gets its own timeout again for the rest of it."""
+        the request's first deadline gets its own timeout again for the rest of it. A body
+        held for a 100 Continue not yet seen on this client goes at `conn.hold_until`."""
         conn, sock, poll = self._conn, self._sock, select.poll()
         poll.register(sock, select.POLLIN)
         late = False
         while not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-            left = conn.ask.deadline - time.monotonic()
+            wake = conn.ask.deadline
+            if conn.held is not None and conn.hold_until is not None:
+                wake = min(wake, conn.hold_until)
+            left = wake - time.monotonic()
             n = self._now(sock, b) if poll.poll(max(left, 0.0) * 1000) else None
+            if n is None and conn.held is not None and conn.hold_until is not None \
+                    and time.monotonic() >= conn.hold_until:
+                conn.send_held()  # no 100 yet: perhaps a proxy that does not pass it on
+                continue
             if n is None and time.monotonic() >= conn.ask.deadline:
-                late, more = True, conn.ask.patience()
+                late = True
+                more = conn.ask.patience() if conn.ask.patience is not None else 0.0
                 if more <= 0:  # one last look: an answer that came during the probe is taken
                     n = self._now(sock, b) if poll.poll(0) else None
                     if n is None:
@@ -129,15 +154,23 @@ class _Deadline(io.RawIOBase):
 class _Response(http.client.HTTPResponse):
     def __init__(self, sock, conn, debuglevel=0, method=None, url=None):
         super().__init__(sock, debuglevel, method, url)
+        self._conn = conn
         # read under the deadline, through the same socket file (unbuffered, nothing read yet)
         self.fp = io.BufferedReader(_Deadline(sock, self.fp.detach(), conn))
 
     def _read_status(self):
-        while True:  # every interim 1xx but 100 (which begin() skips) and 101
+        conn = self._conn
+        while True:  # every interim 1xx but 101; a 100 Continue lets a held body go
             version, status, reason = super()._read_status()
-            if not 100 < status < 200 or status == 101:
+            if not 100 <= status < 200 or status == 101:
                 return version, status, reason
             http.client._read_headers(self.fp)
+            if status == 100 and conn.held is not None:  # (one after the body proves nothing)
+                conn.client.expect = True
+                if not conn.ask.commit():
+                    raise _Withheld()
+                conn.send_held()
+                conn.got = 0  # the answer itself gets the patience again
 
 
 def _response_class(conn):
@@ -146,16 +179,40 @@ def _response_class(conn):
 
 class _Ask:
     """One request across its hops (redirects, a resend on a fresh connection): its deadline,
-    moved on by its patience (HTTPClient.patience's callable, or None)."""
+    moved on by its patience (HTTPClient.patience's callable, or None); its commit (None: the
+    body goes with the headers)."""
 
-    __slots__ = ("deadline", "patience", "timeout")
+    __slots__ = ("commit", "deadline", "patience", "timeout")
 
-    def __init__(self, timeout: float, patience: Callable[[], float] | None):
-        self.timeout, self.patience = timeout, patience
+    def __init__(self, timeout: float, patience: Callable[[], float] | None,
+                 commit: Callable[[], bool] | None = None):
+        self.timeout, self.patience, self.commit = timeout, patience, commit
         self.deadline = time.monotonic() + timeout
 
 
-class _HTTP(http.client.HTTPConnection):
+class _Holding:
+    """A connection's side of the commit: the body held until a 100 Continue (or hold_until),
+    and whether the request asked for one."""
+
+    client: HTTPClient
+    held: bytes | None = None  # the body not sent yet
+    hold_until: float | None = None  # when it goes without a 100 (None: only on a 100)
+    expecting = False  # the request went with Expect: 100-continue
+    fallback = False  # its body went without a 100
+
+    def hold(self, body: bytes | None, until: float | None) -> None:
+        self.held, self.hold_until = body, until
+        self.expecting, self.fallback = body is not None, False
+
+    def send_held(self) -> None:
+        body, self.held = self.held, None
+        self.fallback = self.fallback or not self.client.expect
+        left = self.ask.deadline - time.monotonic()
+        self.sock.settimeout(max(left, 1e-3))
+        self.sock.sendall(body)
+
+
+class _HTTP(_Holding, http.client.HTTPConnection):
     ask: _Ask
     got = 0  # bytes of the current answer received
     sent = False  # the request is sent: Vault's answer is read (not a proxy's to CONNECT)
@@ -167,7 +224,7 @@ class _HTTP(http.client.HTTPConnection):
         self.response_class = _response_class(self)
 
 
-class _HTTPS(http.client.HTTPSConnection):
+class _HTTPS(_Holding, http.client.HTTPSConnection):
     ask: _Ask
     got = 0
     sent = False
@@ -212,6 +269,9 @@ class HTTPClient:
         # called once per request: a callable asked each time the request's deadline passes
         # before its answer began, returning how many seconds more to wait (<= 0: no more)
         self.patience: Callable[[], Callable[[], float]] | None = None
+        # the commit on this client: None until Vault's first 100 Continue (a held body goes
+        # after EXPECT_WAIT without one), True since, False after a path that passes none on
+        self.expect: bool | None = None
 
     def sibling(self) -> HTTPClient:
         """A client with the same settings and connections of its own (a probe sent while a
@@ -260,9 +320,13 @@ class HTTPClient:
 
     def request(self, method: str, path: str, *, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float | None = None,
-                idempotent: bool = False) -> Response:
+                idempotent: bool = False, commit: Callable[[], bool] | None = None
+                ) -> Response:
+        """`commit`: hold the body until Vault asks for it, then send it only if `commit()`
+        (module docstring); TransportError(withheld) if not."""
         ask = _Ask(self.timeout if timeout is None else timeout,
-                   self.patience() if self.patience is not None else None)
+                   self.patience() if self.patience is not None else None,
+                   commit if body is not None else None)
         hdrs = {**self.headers, **(headers or {})}
         if body is not None:
             hdrs["Content-Type"] = "application/json"
@@ -299,6 +363,7 @@ class HTTPClient:
                 raise TransportError("connection closed by the server") from None
 
     def _exchange(self, u, method, target, body, headers, ask):
+        target0, headers0 = target, headers
         conn = self._conn(u.scheme, u.hostname, u.port)
         conn.ask, conn.got, conn.sent = ask, 0, False
         reused = conn.sock is not None
@@ -323,8 +388,24 @@ class HTTPClient:
             # Vault's answer from here on (not a proxy's answer to CONNECT), with patience
             conn.got, conn.sent = 0, True
             conn.sock.settimeout(left)  # the send (sendall's timeout is for the whole send)
-            conn.request(method, target, body=body, headers=headers)
+            conn.client = self
+            if ask.commit is not None and self.expect is not False:
+                headers = {**headers, "Expect": "100-continue",
+                           "Content-Length": str(len(body))}
+                conn.hold(body, None if self.expect else
+                          min(ask.deadline, time.monotonic() + EXPECT_WAIT))
+                conn.request(method, target, body=None, headers=headers)
+            else:
+                conn.hold(None, None)
+                conn.request(method, target, body=body, headers=headers)
             resp = conn.getresponse()
+            if conn.expecting and resp.status == 417 and conn.held is not None:
+                _read_body(resp)  # Expectation Failed: no commit on this client from now on
+                conn.close()
+                self.expect = False
+                return self._exchange(u, method, target0, body, headers0, ask)
+            if conn.expecting and conn.fallback and self.expect is None:
+                self.expect = False  # its body went without a 100 (one may come after it)
             if plain_proxy and _from_proxy(resp):
                 _read_body(resp)
                 conn.close()
@@ -334,15 +415,19 @@ class HTTPClient:
                     resp.status in (307, 308) or method in ("GET", "HEAD")):
                 location = resp.getheader("Location")
                 _read_body(resp)
-                if resp.will_close:
+                if resp.will_close or conn.held is not None:
                     conn.close()
                 return None, location
             data = _read_body(resp)
-            if resp.will_close:
+            if resp.will_close or conn.held is not None:  # answered without the body it awaits
                 conn.close()
             return Response(resp.status, resp.reason, data), None
         except TransportError:
             raise
+        except _Withheld:
+            conn.close()
+            raise TransportError("not sent: no longer worth it when Vault asked for it",
+                                 withheld=True) from None
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
                 ssl.SSLEOFError) as e:
             conn.close()
@@ -360,6 +445,11 @@ class HTTPClient:
             raise TransportError(_text(e)) from None
         except TimeoutError:
             conn.close()
+            if conn.held is not None and conn.sent:
+                if self.expect:  # to be proven again: a 100 may no longer come
+                    self.expect = None
+                raise TransportError("timed out before Vault asked for the body (not sent)",
+                                     timeout=True, unsent=True) from None
             raise TransportError("timed out" if conn.through else
                                  f"proxy {conn.proxy.name}: timed out", timeout=True) from None
         except http.client.IncompleteRead:

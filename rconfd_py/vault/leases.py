@@ -116,10 +116,12 @@ def useful(remaining: float, length: float) -> bool:
 
 
 def renew_lease(client: VaultClient, token: str, lease_id: str, increment: float,
-                timeout: float | None = None) -> float:
-    """PUT sys/leases/renew; return the granted duration in seconds."""
+                timeout: float | None = None, commit=None) -> float:
+    """PUT sys/leases/renew; return the granted duration in seconds. `commit`:
+    VaultClient.request's."""
     answer = client.request("PUT", "sys/leases/renew", token=token, timeout=timeout,
-                            body={"lease_id": lease_id, "increment": int(increment)})
+                            body={"lease_id": lease_id, "increment": int(increment)},
+                            commit=commit)
     return seconds(answer, "lease_duration", where="sys/leases/renew")
 
 

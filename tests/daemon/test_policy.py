@@ -280,6 +280,24 @@ def test_inside_the_last_margin_tokens_and_leases_are_replaced_not_renewed():
     assert policy.token_due(None, NOW) == Act.RELOGIN
 
 
+def test_a_renewal_vault_asks_for_inside_the_last_margin_is_not_sent_but_replaced():
+    """Vault asks for a renewal's body (100 Continue) after a freeze: inside the lease's or
+    token's last margin it is not sent (it would land after the end and fail there), and what
+    it renews is replaced at once, not renewed again."""
+    s = secret(lease=10, renewable=True)
+    assert policy.worth_sending(s.expires_at, NOW + 10 - policy.LAST_MARGIN - 0.01)
+    assert not policy.worth_sending(s.expires_at, NOW + 10 - policy.LAST_MARGIN)
+    assert policy.worth_sending(None, NOW)  # nothing ends
+    withheld = VaultError("PUT /v1/sys/leases/renew: not sent", withheld=True)
+    assert not withheld.transient and not policy.still_in_doubt(False, withheld)
+    plan = policy.lease_renewal_failed(s, withheld, NOW + 9, hi)
+    assert (plan.act, plan.at) == (Act.REFETCH, NOW + 9)
+    t = token(10)
+    t.next = policy.token_plan(t, NOW, lo)
+    plan = policy.token_renewal_failed(t, withheld, NOW + 9, hi)
+    assert (plan.act, plan.at) == (Act.RELOGIN, NOW + 9)
+
+
 def test_a_grant_runs_from_when_the_request_was_sent():
     """A renewal sent at NOW and answered 4 s later: the 10 s it granted began at NOW at the
     latest, so the next renewal is at NOW + 6, not NOW + 4 + 6."""

@@ -212,3 +212,44 @@ def postgres_processes(pg) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pg.pid)], capture_output=True, text=True,
                          check=False).stdout
     return [pg.pid, *map(int, out.split())]
+
+
+def test_a_renewal_whose_lease_ends_while_vault_is_frozen_is_never_sent(tmp_path, vault_env,
+                                                                        pg, stack, caplog):
+    """The renewal's headers reach the frozen server, its body is held (Expect:
+    100-continue). When the server wakes and asks for the body, the lease is inside its last
+    margin (the daemon's clock is moved there meanwhile): sent, the renewal would land after
+    the end and fail there. It is not sent: Vault audits nothing of it, and a new secret is
+    fetched at once."""
+    caplog.set_level("INFO", "rconfd_py")
+    d, entry = daemon(tmp_path, vault_env)
+    user = read_json(tmp_path / "out" / "db.json")["user"]
+    d._dispatch(Timer(Kind.SECRET, entry.ref))  # a renewal: Vault's 100 Continue seen once
+    assert d.pipeline.tokens.client._http.expect is True
+    entry = d.ledger.secrets[entry.ref]
+    lease_id, end = entry.lease_id, entry.expires_at
+    others_end_soon(d, entry)
+    entry.mints.clear()  # minted long ago, as a lease at its last margin was
+    seen = len(audit_entries(stack.audit_log, "request"))
+
+    def thaw():  # the lease's last margin came while the server was frozen
+        d.clock = lambda: end - policy.LAST_MARGIN / 2
+        os.kill(stack.bao_pid, signal.SIGCONT)
+
+    os.kill(stack.bao_pid, signal.SIGSTOP)
+    timer = threading.Timer(1.6, thaw)
+    timer.start()
+    try:
+        d._dispatch(Timer(Kind.SECRET, entry.ref))
+    finally:
+        timer.join()
+        os.kill(stack.bao_pid, signal.SIGCONT)
+    assert "lease renewal not sent" in caplog.text
+    new = d.ledger.secrets[entry.ref]
+    assert new.lease_id != lease_id and not new.in_doubt and not new.error
+    time.sleep(0.5)
+    paths = [e["request"]["path"] for e in audit_entries(stack.audit_log, "request")[seen:]]
+    assert paths == ["database/creds/mydb"]  # no sys/leases/renew reached Vault
+    d.rerender.flush()
+    fresh = read_json(tmp_path / "out" / "db.json")["user"]
+    assert fresh != user and role_valid(pg, fresh)

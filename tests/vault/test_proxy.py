@@ -21,7 +21,9 @@ from helpers import require, require_binaries
 from rconfd_py.dev.bao import find_bao
 from rconfd_py.dev.procs import free_ports
 from rconfd_py.errors import ConfigError, VaultError
+from rconfd_py.vault.auth import Token, renew_self
 from rconfd_py.vault.client import VaultClient
+from rconfd_py.vault.http import EXPECT_WAIT
 from rconfd_py.vault.proxy import Proxies, parse_no_proxy, parse_proxy, use_proxy
 
 SECRET = {"user": "alice", "password": "pr0xy-s3cret"}
@@ -379,3 +381,33 @@ def test_the_deadline_covers_a_proxy_that_never_answers_connect():
             client.request("GET", "sys/health")
     finally:
         silent.close()
+
+
+@pytest.mark.parametrize("tunnel", [False, True], ids=["http-absolute-uri", "https-connect"])
+def test_a_renewal_held_for_vaults_100_continue_goes_through_the_proxy(baos, tinyproxy,
+                                                                       tunnel):
+    """The commit (vault/http.py): a renewal's body is held until Vault asks for it. Through a
+    CONNECT tunnel Vault's 100 Continue comes through; tinyproxy, forwarding a plain-http
+    request, passes none on: the body goes after EXPECT_WAIT and the commit ends on that
+    client (later renewals go at once). Either way the renewal is done, once."""
+    proxy = tinyproxy(connect_port=baos["tls_port"]) if tunnel else tinyproxy()
+    if tunnel:
+        c = VaultClient(baos["tls_url"], cacert=baos["tls_ca"], tls_server_name="localhost",
+                        proxy_env={"HTTPS_PROXY": proxy.url})
+    else:
+        c = VaultClient(baos["http"], proxy_env={"HTTP_PROXY": proxy.url})
+    made = c.request("POST", "auth/token/create", token="root",
+                     body={"ttl": "60s", "renewable": True, "policies": ["default"]})["auth"]
+    token = Token(role="r", client_token=made["client_token"], accessor=made["accessor"],
+                  ttl=60, renewable=True, issued_at=time.time())
+    asked = []
+    for _ in range(2):
+        start = time.monotonic()
+        renewed = renew_self(c, token, 120, time.time(), timeout=5,
+                             commit=lambda: asked.append(1) or True)
+        took = time.monotonic() - start
+        assert renewed.ttl > 60  # renewed: the body reached Vault
+    if tunnel:
+        assert c._http.expect is True and len(asked) == 2 and took < EXPECT_WAIT
+    else:
+        assert c._http.expect is False and not asked and took < EXPECT_WAIT

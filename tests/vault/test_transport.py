@@ -434,3 +434,178 @@ def test_a_proxy_slow_to_answer_connect_gets_no_patience(raw):
     elapsed, e = times_out(c, stop)
     assert "proxy" in str(e) and elapsed < 1.0 and patience.asked == 0
     assert proxy.requests[0][0] == "CONNECT"
+
+
+# -- the commit: a body held until Vault asks for it (Expect: 100-continue) -----------------
+def read_head(sock) -> tuple[dict, bytes]:
+    """A request's head, without waiting for its body: its headers, and what came after."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        got = sock.recv(65536)
+        if not got:
+            return {}, b""
+        buf += got
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return {"": lines[0], **{k.strip().lower(): v.strip() for k, _, v in
+                             (ln.partition(":") for ln in lines[1:])}}, rest
+
+
+def read_rest(sock, rest: bytes, length: int, wait: float = 2.0) -> bytes:
+    """The body after the head: what comes within `wait` s, up to `length` bytes (b"": the
+    client closed the connection, or sent nothing)."""
+    sock.settimeout(wait)
+    try:
+        while len(rest) < length and (got := sock.recv(65536)):
+            rest += got
+    except TimeoutError:
+        pass
+    return rest
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+BODY = {"lease_id": "database/creds/mydb/x", "increment": 60}
+
+
+def renews(c: VaultClient, commit=lambda: True, **kw) -> dict:
+    return c.request("PUT", "sys/leases/renew", body=BODY, commit=commit, **kw)
+
+
+def test_a_held_body_goes_when_vault_asks_for_it(raw):
+    seen = []
+
+    def script(srv, sock, n):
+        while (head := read_head(sock))[0]:
+            headers, rest = head
+            if headers.get("expect") == "100-continue":
+                seen.append(rest)  # nothing of the body before the 100
+                sock.sendall(CONTINUE)
+            body = read_rest(sock, rest, int(headers["content-length"]))
+            sock.sendall(answer({"data": {"body": json.loads(body)}}))
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=2.0)
+    assert renews(c) == {"data": {"body": BODY}}
+    assert seen == [b""] and c._http.expect is True
+    assert renews(c) == {"data": {"body": BODY}}  # the connection stays in step
+    assert seen == [b"", b""] and srv.connections == 1
+
+
+def test_a_body_no_longer_worth_it_when_vault_asks_is_never_sent(raw):
+    """A server frozen while the lease ran out: when it wakes and asks for the body, commit()
+    says no. Vault gets nothing but the closed connection (OpenBao audits nothing of it)."""
+    got = []
+
+    def script(srv, sock, n):
+        headers, rest = read_head(sock)
+        time.sleep(0.5)  # frozen
+        sock.sendall(CONTINUE)
+        got.append(read_rest(sock, rest, int(headers["content-length"])))
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=2.0)
+    c._http.expect = True
+    asked = []
+    with pytest.raises(VaultError, match="not sent") as e:
+        renews(c, commit=lambda: asked.append(time.monotonic()) or False)
+    assert e.value.withheld and not e.value.transient and not e.value.timed_out
+    assert len(asked) == 1
+    for _ in range(50):
+        if got:
+            break
+        time.sleep(0.1)
+    assert got == [b""]
+
+
+def test_without_a_100_the_body_goes_after_a_while_and_the_commit_ends(raw, monkeypatch):
+    """A proxy that passes no 100 Continue on (or an HTTP/1.0 server): until a 100 was seen on
+    this client, the body goes after EXPECT_WAIT; a request answered without any 100 ends the
+    commit on this client (no more waits)."""
+    monkeypatch.setattr(transport, "EXPECT_WAIT", 0.3)
+    expects = []
+
+    def script(srv, sock, n):
+        while (head := read_head(sock))[0]:
+            headers, rest = head
+            expects.append(headers.get("expect"))
+            read_rest(sock, rest, int(headers["content-length"]))
+            sock.sendall(answer({"data": {}}))
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=2.0)
+    start = time.monotonic()
+    renews(c)
+    assert 0.3 <= time.monotonic() - start < 1.5
+    assert c._http.expect is False
+    start = time.monotonic()
+    renews(c)
+    assert time.monotonic() - start < 0.3
+    assert expects == ["100-continue", None]
+
+
+def test_expectation_failed_sends_the_request_again_without_the_commit(raw):
+    expects = []
+
+    def script(srv, sock, n):
+        while (head := read_head(sock))[0]:
+            headers, rest = head
+            expects.append(headers.get("expect"))
+            if headers.get("expect"):
+                sock.sendall(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+                continue
+            read_rest(sock, rest, int(headers["content-length"]))
+            sock.sendall(answer({"data": {"n": n}}))
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=2.0)
+    assert renews(c) == {"data": {"n": 1}}  # on a fresh connection
+    assert expects == ["100-continue", None] and c._http.expect is False
+
+
+def test_an_answer_without_the_body_it_awaits_closes_the_connection(raw):
+    """Vault answers (a 403, a standby's 307) before reading the body: the body must not go
+    later on that connection, where it would be read as the next request."""
+    def script(srv, sock, n):
+        while (head := read_head(sock))[0]:
+            headers, rest = head
+            if n == 0:
+                sock.sendall(answer({"errors": ["permission denied"]}, "403 Forbidden"))
+                srv.requests.append(read_rest(sock, rest, 1, wait=0.5))  # what came after
+                continue
+            sock.sendall(CONTINUE)
+            read_rest(sock, rest, int(headers["content-length"]))
+            sock.sendall(answer({"data": {"n": n}}))
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=2.0)
+    c._http.expect = True
+    with pytest.raises(VaultError, match="HTTP 403"):
+        renews(c)
+    assert renews(c) == {"data": {"n": 1}}
+    assert srv.requests == [b""]  # the first connection got no body: closed
+
+
+def test_a_wait_given_up_with_the_body_held_leaves_nothing_in_doubt(raw):
+    """Patience ends before the frozen server asked for the body: nothing was sent, so the
+    request is not in doubt (a timeout, but not a timed_out one), and the commit is to be
+    proven again on this client."""
+    stop = threading.Event()
+    got = []
+
+    def script(srv, sock, n):
+        _, rest = read_head(sock)
+        stop.wait(5)
+        got.append(read_rest(sock, rest, 1, wait=0.2))
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=0.3)
+    c._http.expect = True
+    c.patience = Patience(0.2, times=1)
+    start = time.monotonic()
+    try:
+        with pytest.raises(VaultError, match="did not answer in time .not sent") as e:
+            renews(c)
+    finally:
+        stop.set()
+    assert 0.45 < time.monotonic() - start < 1.0
+    assert not e.value.timed_out and e.value.transient and not e.value.withheld
+    assert c._http.expect is None
+    for _ in range(20):
+        if got:
+            break
+        time.sleep(0.1)
+    assert got == [b""]
