@@ -170,7 +170,7 @@ class _Response(http.client.HTTPResponse):
                 if not conn.ask.commit():
                     raise _Withheld()
                 conn.send_held()
-                conn.got = 0  # the answer itself gets the patience again
+                conn.got, conn.continued = 0, True  # the answer gets the patience again
 
 
 def _response_class(conn):
@@ -199,10 +199,11 @@ class _Holding:
     hold_until: float | None = None  # when it goes without a 100 (None: only on a 100)
     expecting = False  # the request went with Expect: 100-continue
     fallback = False  # its body went without a 100
+    continued = False  # its body went on Vault's 100 Continue (an answer began, in a way)
 
     def hold(self, body: bytes | None, until: float | None) -> None:
         self.held, self.hold_until = body, until
-        self.expecting, self.fallback = body is not None, False
+        self.expecting, self.fallback, self.continued = body is not None, False, False
 
     def send_held(self) -> None:
         body, self.held = self.held, None
@@ -433,9 +434,9 @@ class HTTPClient:
             conn.close()
             if not conn.through:
                 raise TransportError(_via(conn, e, u)) from None
-            if reused and not conn.got:  # closed before a byte of the answer
+            if reused and not (conn.got or conn.continued):  # before a byte of the answer
                 raise _Stale() from None
-            if u.scheme == "https" and not conn.got:
+            if u.scheme == "https" and not (conn.got or conn.continued):
                 # TLS 1.3: a server refuses the client's certificate after the client has
                 # finished the handshake; its alert is often lost to the reset that follows
                 raise TransportError(

@@ -609,3 +609,24 @@ def test_a_wait_given_up_with_the_body_held_leaves_nothing_in_doubt(raw):
             break
         time.sleep(0.1)
     assert got == [b""]
+
+
+def test_a_connection_closed_after_vault_took_the_body_is_not_a_stale_one(raw):
+    """A kept-alive connection closed before any answer is stale (the request is sent again,
+    when safe); but one closed after Vault asked for the body and got it is a server that
+    failed while processing it: not sent again behind its back."""
+    def script(srv, sock, n):
+        headers, rest = read_head(sock)  # the first request: answered
+        sock.sendall(CONTINUE)
+        read_rest(sock, rest, int(headers["content-length"]))
+        sock.sendall(answer({"data": {}}))
+        headers, rest = read_head(sock)  # the second: taken, then the server goes
+        sock.sendall(CONTINUE)
+        srv.requests.append(read_rest(sock, rest, int(headers["content-length"])))
+    srv = raw(script)
+    c = VaultClient(srv.url, timeout=2.0)
+    renews(c)
+    with pytest.raises(VaultError, match="closed") as e:
+        renews(c)  # sys/leases/renew: safe to repeat, and still not repeated
+    assert not e.value.withheld and e.value.transient
+    assert srv.connections == 1 and len(srv.requests) == 1
