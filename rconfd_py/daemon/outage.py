@@ -31,9 +31,12 @@ class Outage:
         self.probe_error = ""  # the last probe's failure, for the entries it holds back
 
     def failed(self, what: str, e: RconfdError) -> None:
+        if isinstance(e, VaultError) and e.withheld:  # Vault answered; no outage, no error
+            self.silent = False
+            log.info("%s: %s", what, e)
+            return
         if isinstance(e, VaultError):
-            # an HTTP answer, even an error or a 100 Continue (withheld), is not silence
-            self.silent = e.status == 0 and not e.withheld
+            self.silent = e.status == 0  # an HTTP answer, even an error, is not silence
         if isinstance(e, VaultError) and e.transient:
             if self.since is None:
                 self.since = self.clock()
@@ -100,6 +103,12 @@ class Wait:
     otherwise (refused: a server that restarted never answers the old connection) ends it."""
 
     __slots__ = ("default", "graced", "outage", "probe", "silent", "tell", "until")
+
+    @property
+    def heard(self) -> bool:
+        """Vault answered a probe of this wait (vault/http.py: a body still held then was not
+        asked for by a server that answers)."""
+        return self.graced
 
     def __init__(self, outage: Outage, probe: Callable[[float], None], default: float,
                  until: float, tell: Callable[[str], None] = lambda why: None):

@@ -152,8 +152,13 @@ def timed_out(e: BaseException, timeout: float) -> float:
 
 def still_in_doubt(was: bool, e: BaseException) -> bool:
     """After a renewal failed: a timeout leaves it in doubt (it may land); an answer (a
-    refusal) settles it; a transient error settles nothing."""
-    return bool(timed_out(e, 1.0)) or (was and transient(e))
+    refusal) settles it; a transient error, or a renewal withheld (not sent), settles
+    nothing."""
+    return bool(timed_out(e, 1.0)) or (was and (transient(e) or _withheld(e)))
+
+
+def _withheld(e: BaseException) -> bool:
+    return isinstance(e, VaultError) and e.withheld
 
 
 def transient(e: BaseException) -> bool:
@@ -204,8 +209,9 @@ def token_renewed(entry: TokenEntry, now: float, rng: Rng) -> Plan | None:
 
 def token_renewal_failed(entry: TokenEntry, e: RconfdError, now: float, rng: Rng) -> Plan:
     """renew-self failed: retry with backoff while Vault is away (after a timeout, no sooner
-    than the timeout); log in again if refused."""
-    if transient(e):
+    than the timeout); log in again if refused, or if withheld (not sent: inside the last
+    margin), unless an earlier renewal is in doubt: token_due then CHECKs it first."""
+    if transient(e) or (_withheld(e) and entry.in_doubt):
         return Plan(Act.RENEW, _renewal_retry(entry, now, rng))
     return Plan(Act.RELOGIN, now)
 
@@ -276,7 +282,10 @@ def renew_after_relogin(entry: SecretEntry, token: TokenEntry | None, now: float
 
 
 def lease_renewal_failed(entry: SecretEntry, e: RconfdError, now: float, rng: Rng) -> Plan:
-    if transient(e):
+    """Retry a transient failure (racing the end); else a new secret now: refused, or withheld
+    (not sent: inside the last margin), unless an earlier renewal is in doubt (due() then
+    CHECKs it first: it may have landed)."""
+    if transient(e) or (_withheld(e) and entry.in_doubt):
         return Plan(Act.RENEW, _renewal_retry(entry, now, rng))
     return Plan(Act.REFETCH, now)  # refused (lease gone, max TTL reached): a new secret, now
 

@@ -23,8 +23,10 @@ What it adds to http.client:
   `commit()` decides whether it is still worth sending (a renewal whose lease ended while the
   server was frozen is not: sent, it would fail there). A body never sent is a request Vault
   never saw (OpenBao audits nothing of it). Until a 100 has been seen on this client, the body
-  goes after EXPECT_WAIT without one (RFC 9110 15.2.1: a proxy may not pass it on); a path that
-  answered without any 100, or a 417, ends the commit on this client.
+  goes after EXPECT_WAIT without one, if commit() agrees (RFC 9110 15.2.1: a proxy may not
+  pass it on); FALLBACKS requests in a row whose body went so, or a 417, end the commit on
+  this client. A wait given up with the body held, while the patience heard Vault answer
+  (`heard`), leaves the 100 to be proven again.
 
 Cost (README, "Dependencies"): http.client imports ssl and email; measured on a one-shot run.
 One persistent connection per thread and per origin (the engine fetches from a few threads).
@@ -52,6 +54,7 @@ MAX_BODY = 64 * 1024 * 1024
 MAX_REDIRECTS = 3
 REDIRECTS = (301, 302, 303, 307, 308)
 EXPECT_WAIT = 1.0  # s: the wait for a 100 Continue before the body goes anyway, until one came
+FALLBACKS = 3  # requests in a row whose body went without a 100 before the commit is given up
 
 
 class TransportError(Exception):
@@ -112,13 +115,17 @@ class _Deadline(io.RawIOBase):
         late = False
         while not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
             wake = conn.ask.deadline
-            if conn.held is not None and conn.hold_until is not None:
-                wake = min(wake, conn.hold_until)
+            fallback = conn.held is not None and conn.hold_until is not None \
+                and conn.hold_until < wake  # never at the deadline: the patience decides then
+            if fallback:
+                wake = conn.hold_until
             left = wake - time.monotonic()
             n = self._now(sock, b) if poll.poll(max(left, 0.0) * 1000) else None
-            if n is None and conn.held is not None and conn.hold_until is not None \
-                    and time.monotonic() >= conn.hold_until:
-                conn.send_held()  # no 100 yet: perhaps a proxy that does not pass it on
+            if n is None and fallback and time.monotonic() >= wake:
+                # no 100 yet: perhaps a proxy that does not pass it on
+                if not conn.ask.commit():
+                    raise _Withheld()
+                conn.send_held()
                 continue
             if n is None and time.monotonic() >= conn.ask.deadline:
                 late = True
@@ -166,7 +173,7 @@ class _Response(http.client.HTTPResponse):
                 return version, status, reason
             http.client._read_headers(self.fp)
             if status == 100 and conn.held is not None:  # (one after the body proves nothing)
-                conn.client.expect = True
+                conn.client.expect, conn.client.fallbacks = True, 0
                 if not conn.ask.commit():
                     raise _Withheld()
                 conn.send_held()
@@ -180,14 +187,16 @@ def _response_class(conn):
 class _Ask:
     """One request across its hops (redirects, a resend on a fresh connection): its deadline,
     moved on by its patience (HTTPClient.patience's callable, or None); its commit (None: the
-    body goes with the headers)."""
+    body goes with the headers); whether its body left on some hop (`bodied`: then no failure
+    of it is "not sent")."""
 
-    __slots__ = ("commit", "deadline", "patience", "timeout")
+    __slots__ = ("bodied", "commit", "deadline", "patience", "timeout")
 
     def __init__(self, timeout: float, patience: Callable[[], float] | None,
                  commit: Callable[[], bool] | None = None):
         self.timeout, self.patience, self.commit = timeout, patience, commit
         self.deadline = time.monotonic() + timeout
+        self.bodied = False
 
 
 class _Holding:
@@ -208,6 +217,7 @@ class _Holding:
     def send_held(self) -> None:
         body, self.held = self.held, None
         self.fallback = self.fallback or not self.client.expect
+        self.ask.bodied = True
         left = self.ask.deadline - time.monotonic()
         self.sock.settimeout(max(left, 1e-3))
         self.sock.sendall(body)
@@ -271,8 +281,10 @@ class HTTPClient:
         # before its answer began, returning how many seconds more to wait (<= 0: no more)
         self.patience: Callable[[], Callable[[], float]] | None = None
         # the commit on this client: None until Vault's first 100 Continue (a held body goes
-        # after EXPECT_WAIT without one), True since, False after a path that passes none on
+        # after EXPECT_WAIT without one), True since, False after FALLBACKS requests in a row
+        # whose body went without one (a path that passes none on before the body), or a 417
         self.expect: bool | None = None
+        self.fallbacks = 0  # requests in a row whose body went without a 100
 
     def sibling(self) -> HTTPClient:
         """A client with the same settings and connections of its own (a probe sent while a
@@ -398,6 +410,7 @@ class HTTPClient:
                 conn.request(method, target, body=None, headers=headers)
             else:
                 conn.hold(None, None)
+                ask.bodied = ask.bodied or body is not None
                 conn.request(method, target, body=body, headers=headers)
             resp = conn.getresponse()
             if conn.expecting and resp.status == 417 and conn.held is not None:
@@ -406,7 +419,9 @@ class HTTPClient:
                 self.expect = False
                 return self._exchange(u, method, target0, body, headers0, ask)
             if conn.expecting and conn.fallback and self.expect is None:
-                self.expect = False  # its body went without a 100 (one may come after it)
+                self.fallbacks += 1  # its body went without a 100 (one may come after it)
+                if self.fallbacks >= FALLBACKS:
+                    self.expect = False
             if plain_proxy and _from_proxy(resp):
                 _read_body(resp)
                 conn.close()
@@ -427,6 +442,9 @@ class HTTPClient:
             raise
         except _Withheld:
             conn.close()
+            if ask.bodied:  # a copy went on an earlier hop: in doubt
+                raise TransportError("timed out (not sent again: no longer worth it)",
+                                     timeout=True) from None
             raise TransportError("not sent: no longer worth it when Vault asked for it",
                                  withheld=True) from None
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
@@ -446,9 +464,9 @@ class HTTPClient:
             raise TransportError(_text(e)) from None
         except TimeoutError:
             conn.close()
-            if conn.held is not None and conn.sent:
-                if self.expect:  # to be proven again: a 100 may no longer come
-                    self.expect = None
+            if conn.held is not None and conn.sent and not ask.bodied:
+                if self.expect and getattr(ask.patience, "heard", True):
+                    self.expect = None  # Vault answers, yet asked for no body: prove it again
                 raise TransportError("timed out before Vault asked for the body (not sent)",
                                      timeout=True, unsent=True) from None
             raise TransportError("timed out" if conn.through else

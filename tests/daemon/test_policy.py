@@ -298,6 +298,24 @@ def test_a_renewal_vault_asks_for_inside_the_last_margin_is_not_sent_but_replace
     assert (plan.act, plan.at) == (Act.RELOGIN, NOW + 9)
 
 
+def test_a_withheld_renewal_settles_no_earlier_doubt():
+    """An earlier renewal timed out (it may have landed); the retry is withheld: the lease
+    (token) is still looked up before it is replaced, not replaced at once."""
+    withheld = VaultError("PUT /v1/sys/leases/renew: not sent", withheld=True)
+    assert policy.still_in_doubt(True, withheld)
+    s = secret(lease=10, renewable=True)
+    s.failed("timed out", NOW, 3.0)
+    s.in_doubt = True
+    plan = policy.lease_renewal_failed(s, withheld, NOW + 9, hi)
+    assert plan.act == Act.RENEW and plan.at == NOW + 9  # due now: due() says CHECK
+    assert policy.due(s, plan.at) == Act.CHECK
+    t = token(10)
+    t.next = policy.token_plan(t, NOW, lo)
+    t.in_doubt = True
+    plan = policy.token_renewal_failed(t, withheld, NOW + 9, hi)
+    assert plan.act == Act.RENEW and policy.token_due(t, plan.at) == Act.CHECK
+
+
 def test_a_grant_runs_from_when_the_request_was_sent():
     """A renewal sent at NOW and answered 4 s later: the 10 s it granted began at NOW at the
     latest, so the next renewal is at NOW + 6, not NOW + 4 + 6."""

@@ -110,11 +110,17 @@ def test_while_vault_gives_no_answer_only_an_unaudited_probe_waits_at_the_server
         assert d.ledger.tokens[role].error.startswith("held back: GET /v1/sys/health")
     finally:
         os.kill(stack.bao_pid, signal.SIGCONT)
-    time.sleep(0.5)  # the server processes what was queued
-    assert audit_request_paths(stack.audit_log)[seen:] == ["sys/leases/renew"]
+    # the server processes what was queued: the renewal, unless it drops it, its client gone
+    # (its body went after 1 s without a 100, the first on this client: in doubt)
+    queued = []
+    for _ in range(30):
+        queued = audit_request_paths(stack.audit_log)[seen:]
+        if queued:
+            break
+        time.sleep(0.1)
+    assert queued in ([], ["sys/leases/renew"])  # nothing else: the token's renewal held back
     d._dispatch(token_key)  # the probe is answered now: the renewal goes
-    assert audit_request_paths(stack.audit_log)[seen:] == ["sys/leases/renew",
-                                                           "auth/token/renew-self"]
+    assert audit_request_paths(stack.audit_log)[seen:] == [*queued, "auth/token/renew-self"]
     assert not d.outage.silent and d.outage.knocks == 0
 
 
