@@ -6,9 +6,9 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 
 | what                                   | next action                                          |
 |----------------------------------------|------------------------------------------------------|
-| token after login                      | RENEW at 30-80 % of its TTL; RELOGIN at 75-90 % if   |
+| token after login                      | RENEW at 30-85 % of its TTL; RELOGIN at 75-90 % if   |
 |                                        | it is not renewable                                  |
-| token after renewal                    | RENEW at 55-82 % of its TTL (4 s before its end at   |
+| token after renewal                    | RENEW at 60-85 % of its TTL (4 s before its end at   |
 |                                        | the latest)                                          |
 | renewal granted < 90 % of what was     | RELOGIN at a random point of the last 10-25 % of the |
 | asked (max TTL near)                   | token's life since its login; REFETCH at 75-90 % of  |
@@ -25,7 +25,7 @@ The rules (README, "Daemon mode: how renewal works"); the numbers live in vault/
 | a request timed out                    | the same request no sooner than the timeout it had   |
 |                                        | (the server may still process it; a renewal still    |
 |                                        | becomes a CHECK at the last margin)                  |
-| renewable lease fetched                | RENEW at 30-80 % of the lease, then 55-82 % of each  |
+| renewable lease fetched                | RENEW at 30-85 % of the lease, then 60-85 % of each  |
 |                                        | grant                                                |
 | lease renewal due, its token to log in | RENEW just after the re-login (which re-issues the   |
 | again before the lease's window ends   | lease), if that is still inside the window; not for  |

@@ -3,8 +3,8 @@ lease API calls (renew, lookup, revoke).
 
 The numbers (README, "How renewal works"):
 
-- renew a renewable lease or token at a uniformly random point of 55–82 % of what remains, and
-  the first time after a fetch or login of 30–80 %: wide windows, so that hundreds of
+- renew a renewable lease or token at a uniformly random point of 60–85 % of what remains, and
+  the first time after a fetch or login of 30–85 %: wide windows, so that hundreds of
   containers started together are spread at their first renewal and drift further apart at
   each (a narrow window kept them in waves for the whole run); never within RENEW_LEAD seconds
   of the end;
@@ -30,8 +30,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the pure arithmetic needs no HTTP client
     from .client import VaultClient
 
-RENEW_WINDOW = (0.55, 0.82)
-FIRST_RENEW_WINDOW = (0.30, 0.80)  # the first renewal after a fetch or login
+RENEW_WINDOW = (0.60, 0.85)
+FIRST_RENEW_WINDOW = (0.30, 0.85)  # the first renewal after a fetch or login
 REFETCH_WINDOW = (0.75, 0.90)
 REPLACE_WINDOW = (0.75, 0.90)  # of a whole life bounded by max_ttl
 RENEW_LEAD = 4.0  # a renewal is never planned later than this before the end

@@ -46,15 +46,15 @@ def fails(status: int) -> VaultError:
 
 # -- the renewal table ------------------------------------------------------------------------
 @pytest.mark.parametrize("what, plan_of, act, window", [
-    # token (one per role): renew at 30-80 % of its TTL after a login (55-82 % after that)
+    # token (one per role): renew at 30-85 % of its TTL after a login (60-85 % after that)
     ("renewable token", lambda rng: policy.token_plan(token(100), NOW, rng), Act.RENEW,
-     (30, 80)),
+     (30, 85)),
     # a token that is not renewable: replaced at 75-90 %
     ("non-renewable token", lambda rng: policy.token_plan(token(100, False), NOW, rng),
      Act.RELOGIN, (75, 90)),
-    # renewable lease (database credentials): renew at 30-80 % of it after its fetch
+    # renewable lease (database credentials): renew at 30-85 % of it after its fetch
     ("renewable lease", lambda rng: policy.secret_plan(secret(lease=100, renewable=True), NOW,
-                                                       rng), Act.RENEW, (30, 80)),
+                                                       rng), Act.RENEW, (30, 85)),
     # non-renewable lease: a new secret at 75-90 %
     ("non-renewable lease", lambda rng: policy.secret_plan(secret(lease=100), NOW, rng),
      Act.REFETCH, (75, 90)),
@@ -70,7 +70,7 @@ def test_renewal_table(what, plan_of, act, window):
 
 
 def test_the_time_already_spent_counts():
-    """A token logged in 20 s ago with a 100 s TTL is renewed at 30-80 s of its life."""
+    """A token logged in 20 s ago with a 100 s TTL is renewed at 30-85 s of its life."""
     plan = policy.token_plan(token(100, issued_at=NOW - 20), NOW, lo)
     assert plan.at == pytest.approx(NOW + 10)
     late = policy.token_plan(token(100, issued_at=NOW - 99), NOW, lo)
@@ -89,7 +89,7 @@ def test_short_ttls_are_renewed_a_few_seconds_before_their_end_at_the_latest():
 
 
 @pytest.mark.parametrize("granted, renewable, act, at", [
-    (100, True, Act.RENEW, NOW + 55),  # the whole TTL again: renew at 55 %
+    (100, True, Act.RENEW, NOW + 60),  # the whole TTL again: renew at 60 %
     # < 90 % of what was asked: max TTL near, log in again in the last 10-25 % of its life
     # (logged in at NOW, ends at NOW + 89: from 75 % of 89 s on)
     (89, True, Act.RELOGIN, NOW + 0.75 * 89),
@@ -103,7 +103,7 @@ def test_token_renewal(granted, renewable, act, at):
 
 
 @pytest.mark.parametrize("granted, act, at", [
-    (100, Act.RENEW, NOW + 55),  # the full duration again: renew at 55 % of it
+    (100, Act.RENEW, NOW + 60),  # the full duration again: renew at 60 % of it
     # short grant (max_ttl near): a new secret at 75 % of the grant (after the token's
     # re-login, which re-issues a lease whose max_ttl is the token's: no second mint)
     (80, Act.REFETCH, NOW + 60),
@@ -356,7 +356,7 @@ def test_a_lease_whose_renewal_timed_out_is_checked_before_a_new_one_is_minted()
     assert policy.due(s, NOW + 59) == Act.REFETCH
     # the lookup says it lives 55 s more: the renewal landed, carry on renewing it
     plan = policy.lease_checked(s, 55, NOW + 59, lo)
-    assert (plan.act, plan.at) == (Act.RENEW, pytest.approx(NOW + 59 + 0.55 * 55))
+    assert (plan.act, plan.at) == (Act.RENEW, pytest.approx(NOW + 59 + 0.60 * 55))
     # a second or two left (or gone): a new credential now
     assert (policy.lease_checked(s, 1.5, NOW + 59, lo).act, ) == (Act.REFETCH, )
 
@@ -461,7 +461,7 @@ def _fleet(rng) -> list[float]:
 def test_a_fleet_started_together_is_spread_from_its_first_renewal(monkeypatch):
     """The renewals of a fleet started together (a seeded random source, no server), per second
     over the 5 minutes after its start: about as spread as random arrivals (variance/mean near
-    1); the old 60-72 % window kept them in waves. The same number of renewals, within 3 %."""
+    1); the old 60-72 % window kept them in waves. No more renewals than with it."""
     import random
 
     window = (NOW + 20, NOW + 320)
@@ -472,7 +472,7 @@ def test_a_fleet_started_together_is_spread_from_its_first_renewal(monkeypatch):
     now_counts, old_counts = _per_second(now, *window), _per_second(old, *window)
     assert _vmr(now_counts) < 2 and _vmr(old_counts) > 4
     assert max(now_counts) < max(old_counts)
-    assert abs(sum(now_counts) - sum(old_counts)) <= 0.03 * sum(old_counts)
+    assert sum(now_counts) <= sum(old_counts)
 
 
 def test_the_ledger_knows_the_first_expiry_still_ahead():
@@ -501,8 +501,8 @@ def test_a_renewal_that_times_out_is_followed_by_a_lookup_not_a_second_renewal()
 
 @pytest.mark.parametrize("relogin_in, expected", [
     (10, 11),  # the re-login replaces the lease: renew only if it failed, 1 s after it
-    (28, 29),  # still inside the window (60 s lease: at the latest 10.8 s before its end)
-    (30, None),  # too close to the end: renew now
+    (28, 29),  # still inside the window (60 s lease: at the latest 9 s before its end)
+    (31, None),  # too close to the end: renew now
     (-5, None),  # a re-login overdue (failing, or a stale plan): renew now
 ])
 def test_a_lease_renewal_waits_for_a_relogin_that_replaces_the_lease(relogin_in, expected):

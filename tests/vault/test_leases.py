@@ -16,11 +16,11 @@ def hi(a, b):
 
 
 @pytest.mark.parametrize("rng", [lo, hi])
-def test_renew_at_55_to_82_percent_and_the_first_time_30_to_80(rng):
+def test_renew_at_60_to_85_percent_and_the_first_time_30_to_85(rng):
     at = leases.renew_at(now=1000, start=1000, ttl=3600, rng=rng)
-    assert 1000 + 0.55 * 3600 <= at <= 1000 + 0.82 * 3600
+    assert 1000 + 0.60 * 3600 <= at <= 1000 + 0.85 * 3600
     first = leases.renew_at(now=1000, start=1000, ttl=3600, rng=rng, first=True)
-    assert 1000 + 0.30 * 3600 <= first <= 1000 + 0.80 * 3600
+    assert 1000 + 0.30 * 3600 <= first <= 1000 + 0.85 * 3600
 
 
 @pytest.mark.parametrize("rng", [lo, hi])
