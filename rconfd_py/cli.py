@@ -131,7 +131,8 @@ def main_parser() -> argparse.ArgumentParser:
                    help="deadline of each Vault request: connect, send and the complete "
                         "answer; the daemon waits up to 3x this while nothing it holds is "
                         "about to expire, and up to 6x while Vault answers no probe "
-                        "(frozen) (10)")
+                        "(frozen); a renewal's body waits for Vault's 100 Continue and is not "
+                        "sent if what it renews ended meanwhile (10)")
     p.add_argument("--idle-exec", metavar="CMD",
                    help="daemon with nothing leased: replace rconfd-py with CMD (e.g. s6-pause) "
                         "instead of exiting 0, so the supervised process stays the one s6 "
