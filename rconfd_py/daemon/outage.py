@@ -102,24 +102,20 @@ class Wait:
     holding the request is stuck alone, and that is all it costs). A probe that fails
     otherwise (refused: a server that restarted never answers the old connection) ends it."""
 
-    __slots__ = ("default", "graced", "outage", "probe", "silent", "tell", "until")
-
-    @property
-    def heard(self) -> bool:
-        """Vault answered a probe of this wait (vault/http.py: a body still held then was not
-        asked for by a server that answers)."""
-        return self.graced
+    # heard: Vault answered a probe of this wait (it got its one more wait; vault/http.py reads
+    # it: a body still held then was not asked for by a server that answers)
+    __slots__ = ("default", "heard", "outage", "probe", "silent", "tell", "until")
 
     def __init__(self, outage: Outage, probe: Callable[[float], None], default: float,
                  until: float, tell: Callable[[str], None] = lambda why: None):
         self.outage, self.probe, self.default, self.until = outage, probe, default, until
         self.tell = tell
-        self.silent = self.graced = False
+        self.silent = self.heard = False
 
     def __call__(self) -> float:
         sent = time.monotonic()
         left = self.until - sent
-        if left < SLACK or self.graced:
+        if left < SLACK or self.heard:
             return 0.0
         try:
             self.probe(min(self.default, left))
@@ -134,6 +130,6 @@ class Wait:
             log.debug("sys/health probe: %s: %s", type(e).__name__, e)
             return 0.0
         now = time.monotonic()
-        self.graced = True
+        self.heard = True
         more = self.default if self.silent or self.outage.silent else max(PAUSE, 2 * (now - sent))
         return min(self.default, more, self.until - now)
