@@ -125,7 +125,7 @@ class _Deadline(io.RawIOBase):
                 # no 100 yet: perhaps a proxy that does not pass it on
                 if not conn.ask.commit():
                     raise _Withheld()
-                conn.send_held()
+                conn.send_held(continued=False)
                 continue
             if n is None and time.monotonic() >= conn.ask.deadline:
                 late = True
@@ -176,8 +176,8 @@ class _Response(http.client.HTTPResponse):
                 conn.client.expect, conn.client.fallbacks = True, 0
                 if not conn.ask.commit():
                     raise _Withheld()
-                conn.send_held()
-                conn.got, conn.continued = 0, True  # the answer gets the patience again
+                conn.send_held(continued=True)
+                conn.got = 0  # the answer gets the patience again
 
 
 def _response_class(conn):
@@ -207,16 +207,14 @@ class _Holding:
     held: bytes | None = None  # the body not sent yet
     hold_until: float | None = None  # when it goes without a 100 (None: only on a 100)
     expecting = False  # the request went with Expect: 100-continue
-    fallback = False  # its body went without a 100
-    continued = False  # its body went on Vault's 100 Continue (an answer began, in a way)
+    continued: bool | None = None  # its body went on Vault's 100 (True) or without one (False)
 
     def hold(self, body: bytes | None, until: float | None) -> None:
         self.held, self.hold_until = body, until
-        self.expecting, self.fallback, self.continued = body is not None, False, False
+        self.expecting, self.continued = body is not None, None
 
-    def send_held(self) -> None:
-        body, self.held = self.held, None
-        self.fallback = self.fallback or not self.client.expect
+    def send_held(self, continued: bool) -> None:
+        body, self.held, self.continued = self.held, None, continued
         self.ask.bodied = True
         left = self.ask.deadline - time.monotonic()
         self.sock.settimeout(max(left, 1e-3))
@@ -378,7 +376,7 @@ class HTTPClient:
     def _exchange(self, u, method, target, body, headers, ask):
         target0, headers0 = target, headers
         conn = self._conn(u.scheme, u.hostname, u.port)
-        conn.ask, conn.got, conn.sent = ask, 0, False
+        conn.ask, conn.got, conn.sent, conn.continued = ask, 0, False, None
         reused = conn.sock is not None
         plain_proxy = conn.proxy is not None and u.scheme == "http"
         if plain_proxy:  # an absolute URI to the proxy, its credentials on every request
@@ -413,12 +411,14 @@ class HTTPClient:
                 ask.bodied = ask.bodied or body is not None
                 conn.request(method, target, body=body, headers=headers)
             resp = conn.getresponse()
+            # answered before the body it awaits: the body must never follow on this connection
+            resp.will_close = resp.will_close or conn.held is not None
             if conn.expecting and resp.status == 417 and conn.held is not None:
                 _read_body(resp)  # Expectation Failed: no commit on this client from now on
                 conn.close()
                 self.expect = False
                 return self._exchange(u, method, target0, body, headers0, ask)
-            if conn.expecting and conn.fallback and self.expect is None:
+            if conn.continued is False and self.expect is None:
                 self.fallbacks += 1  # its body went without a 100 (one may come after it)
                 if self.fallbacks >= FALLBACKS:
                     self.expect = False
@@ -431,11 +431,11 @@ class HTTPClient:
                     resp.status in (307, 308) or method in ("GET", "HEAD")):
                 location = resp.getheader("Location")
                 _read_body(resp)
-                if resp.will_close or conn.held is not None:
+                if resp.will_close:
                     conn.close()
                 return None, location
             data = _read_body(resp)
-            if resp.will_close or conn.held is not None:  # answered without the body it awaits
+            if resp.will_close:
                 conn.close()
             return Response(resp.status, resp.reason, data), None
         except TransportError:
