@@ -161,6 +161,12 @@ def _withheld(e: BaseException) -> bool:
     return isinstance(e, VaultError) and e.withheld
 
 
+def _renewed_again(entry: TokenEntry | SecretEntry, e: BaseException) -> bool:
+    """After a failed renewal: retry it (a transient failure), or let due()/token_due() CHECK
+    an earlier renewal still in doubt (this one withheld); else replace what it renews."""
+    return transient(e) or (_withheld(e) and entry.in_doubt)
+
+
 def transient(e: BaseException) -> bool:
     """Retrying soon may help: Vault did not answer, or answered 5xx/429; a write failed (a full
     disk, EACCES: they may heal any second). Not a rejected check: the same content fails the
@@ -211,7 +217,7 @@ def token_renewal_failed(entry: TokenEntry, e: RconfdError, now: float, rng: Rng
     """renew-self failed: retry with backoff while Vault is away (after a timeout, no sooner
     than the timeout); log in again if refused, or if withheld (not sent: inside the last
     margin), unless an earlier renewal is in doubt: token_due then CHECKs it first."""
-    if transient(e) or (_withheld(e) and entry.in_doubt):
+    if _renewed_again(entry, e):
         return Plan(Act.RENEW, _renewal_retry(entry, now, rng))
     return Plan(Act.RELOGIN, now)
 
@@ -285,7 +291,7 @@ def lease_renewal_failed(entry: SecretEntry, e: RconfdError, now: float, rng: Rn
     """Retry a transient failure (racing the end); else a new secret now: refused, or withheld
     (not sent: inside the last margin), unless an earlier renewal is in doubt (due() then
     CHECKs it first: it may have landed)."""
-    if transient(e) or (_withheld(e) and entry.in_doubt):
+    if _renewed_again(entry, e):
         return Plan(Act.RENEW, _renewal_retry(entry, now, rng))
     return Plan(Act.REFETCH, now)  # refused (lease gone, max TTL reached): a new secret, now
 

@@ -169,8 +169,8 @@ class VaultClient:
                 raise VaultError(f"{where}: Vault did not answer in time (not sent: it never "
                                  f"asked for the request's body; {self.base})") from None
             if e.timeout:  # "proxy http://host:port: timed out": stuck at the proxy
-                via = f"; {e}" if str(e).startswith("proxy ") else ""
-                raise VaultError(f"{where}: Vault did not answer in time ({self.base}{via})",
+                at_proxy = f"; {e}" if str(e).startswith("proxy ") else ""
+                raise VaultError(f"{where}: Vault did not answer in time ({self.base}{at_proxy})",
                                  timed_out=True) from None
             raise VaultError(f"{where}: cannot reach Vault at {self.base}: {_quote(str(e))}"
                              ) from None
