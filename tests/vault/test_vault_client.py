@@ -156,25 +156,26 @@ def test_an_answer_nested_thousands_deep_is_a_vault_error_not_a_crash(server):
 
 @pytest.mark.parametrize("ttl", ["3600", float("inf"), True, [1], 10 ** 400, 1e300],
                          ids=["str", "inf", "bool", "list", "int-400-digits", "1e300"])
-def test_a_junk_duration_in_an_answer_is_a_vault_error_naming_the_request(server, ttl):
+def test_a_junk_duration_in_an_answer_is_a_vault_error_naming_the_request(server, ttl,
+                                                                          monkeypatch):
     from rconfd_py.vault.leases import lookup_lease
 
-    Handler.ttl = ttl
+    monkeypatch.setattr(Handler, "ttl", ttl)
     with pytest.raises(VaultError, match=r"^sys/leases/lookup: Vault's answer has a data.ttl "
                                          r"that is not a number of seconds"):
         lookup_lease(VaultClient(server), "t", "lease/1")
-    Handler.ttl = 42
+    monkeypatch.setattr(Handler, "ttl", 42)
     assert lookup_lease(VaultClient(server), "t", "lease/1") == 42.0
 
 
 @pytest.mark.parametrize("token", [["s.x"], 5, {"t": 1}, ""])
-def test_a_token_that_is_not_a_string_is_a_vault_error(server, token):
+def test_a_token_that_is_not_a_string_is_a_vault_error(server, token, monkeypatch):
     from rconfd_py.vault.auth import login
 
-    Handler.token = token
+    monkeypatch.setattr(Handler, "token", token)
     with pytest.raises(VaultError, match=r"^login as role 'r': no token in Vault's answer$"):
         login(VaultClient(server), "auth/jwt/login", "r", "jwt", 0.0)
-    Handler.token = "s.good"
+    monkeypatch.setattr(Handler, "token", "s.good")
     assert login(VaultClient(server), "auth/jwt/login", "r", "jwt", 0.0).accessor == ""
 
 
