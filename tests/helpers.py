@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +177,29 @@ def fresh_redactor():
             redact.redactor = saved
 
     return swap()
+
+
+@contextmanager
+def frozen(*pids: int, thaw_after: float | None = None,
+           before_thaw: Callable[[], None] | None = None) -> Iterator[None]:
+    """The processes stopped (SIGSTOP) meanwhile, as a frozen server: thawed (SIGCONT) after
+    `thaw_after` s by a timer thread (`before_thaw` run just before), and in any case on the
+    way out."""
+    def thaw() -> None:
+        if before_thaw is not None:
+            before_thaw()
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    timer = threading.Timer(thaw_after, thaw) if thaw_after is not None else None
+    if timer is not None:
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.join()
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)

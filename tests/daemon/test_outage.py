@@ -12,14 +12,21 @@ from rconfd_py.daemon.outage import MAX_KNOCKS, PAUSE, Outage, Wait
 from rconfd_py.errors import VaultError
 
 
-class Probe:
-    def __init__(self, error: Exception | None = None):
-        self.error, self.calls = error, []
+class Probes:
+    """The sys/health probe (the client's answers(), or a Wait's probe): answering (None) or
+    failing (an exception) in turn, the last outcome repeated; each takes `takes` s."""
 
-    def answers(self, timeout: float) -> None:
+    def __init__(self, *outcomes, takes: float = 0.0):
+        self.outcomes, self.calls, self.takes = list(outcomes) or [None], [], takes
+
+    def __call__(self, timeout: float) -> None:
         self.calls.append(timeout)
-        if self.error is not None:
-            raise self.error
+        time.sleep(self.takes)
+        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if outcome is not None:
+            raise outcome
+
+    answers = __call__
 
 
 def silent() -> Outage:
@@ -31,7 +38,7 @@ def silent() -> Outage:
 def test_no_probe_while_vault_answers_even_with_errors():
     o = silent()
     o.failed("renewing", VaultError("HTTP 503", status=503))  # it answers: no knocking
-    probe = Probe()
+    probe = Probes()
     assert not o.knock(probe, 30) and probe.calls == []
     o = silent()
     o.failed("fetching", VaultError("HTTP 403", status=403))  # an answer too, not transient
@@ -39,14 +46,14 @@ def test_no_probe_while_vault_answers_even_with_errors():
 
 
 def test_a_probe_answered_lets_the_request_go():
-    o, probe = silent(), Probe()
+    o, probe = silent(), Probes()
     assert not o.knock(probe, 30) and probe.calls == [30] and o.knocks == 0
 
 
 def test_a_probe_that_times_out_holds_the_request_back_a_few_times_at_most():
     """A frozen server: held back, knocking again at once; after MAX_KNOCKS probes in vain the
     request goes anyway (a server hanging on sys/health alone must not block everything)."""
-    o, probe = silent(), Probe(VaultError("timed out", timed_out=True))
+    o, probe = silent(), Probes(VaultError("timed out", timed_out=True))
     held = [o.knock(probe, 30) for _ in range(MAX_KNOCKS + 2)]
     assert held == [True] * MAX_KNOCKS + [False, True]
     o.succeeded()  # the next real request got an answer
@@ -59,24 +66,10 @@ def test_a_probe_that_times_out_holds_the_request_back_a_few_times_at_most():
 ])
 def test_a_probe_failing_otherwise_lets_the_request_go(error):
     o = silent()
-    assert not o.knock(Probe(error), 30) and o.knocks == 0
+    assert not o.knock(Probes(error), 30) and o.knocks == 0
 
 
 # -- the patience: a request past its timeout, while Vault gives no answer at all ------------
-
-class Probes:
-    """A probe answering (None) or failing (an exception) in turn; each takes `takes` s."""
-
-    def __init__(self, *outcomes, takes: float = 0.0):
-        self.outcomes, self.calls, self.takes = list(outcomes), [], takes
-
-    def __call__(self, timeout: float) -> None:
-        self.calls.append(timeout)
-        time.sleep(self.takes)
-        outcome = self.outcomes.pop(0)
-        if outcome is not None:
-            raise outcome
-
 
 NO_ANSWER = VaultError("GET /v1/sys/health: Vault did not answer in time", timed_out=True)
 
